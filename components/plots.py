@@ -1,0 +1,98 @@
+"""Plots saved as PNG for MLflow: learning curves, confusion matrix, tuning results.
+
+matplotlib runs headless (Agg); each function returns the file it wrote.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_learning_curves(history: dict[str, list[float]], path: Path) -> Path:
+    plt = _pyplot()
+    metrics = [m for m in ("loss", "accuracy", "mae") if m in history]
+    figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
+    for axis, metric in zip(axes[0], metrics):
+        epochs = np.arange(1, len(history[metric]) + 1)
+        axis.plot(epochs, history[metric], marker="o", label="train")
+        if f"val_{metric}" in history:
+            axis.plot(epochs, history[f"val_{metric}"], marker="o", label="validation")
+        axis.set_xlabel("epoch")
+        axis.set_title(metric)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], path: Path) -> Path:
+    plt = _pyplot()
+    size = max(4.0, 0.45 * len(class_names) + 2)
+    figure, axis = plt.subplots(figsize=(size, size))
+    image = axis.imshow(matrix, cmap="Blues")
+    figure.colorbar(image, ax=axis, fraction=0.046)
+    if len(class_names) <= 30:
+        ticks = np.arange(len(class_names))
+        axis.set_xticks(ticks, class_names, rotation=90)
+        axis.set_yticks(ticks, class_names)
+        for (row, col), value in np.ndenumerate(matrix):
+            if value:
+                axis.text(col, row, str(value), ha="center", va="center", fontsize=7,
+                          color="white" if value > matrix.max() / 2 else "black")
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title("confusion matrix (test split)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def plot_tuning(rows: list[dict[str, Any]], objective: str, path: Path) -> Path | None:
+    """Objective per trial, and the objective against each hyperparameter that varied."""
+    done = [r for r in rows if r.get(objective) is not None]
+    if not done:
+        return None
+    keys = [k for k in done[0] if k not in ("trial_id", "status", objective) and not k.startswith("tuner/")]
+    varied = [k for k in keys if len({str(r.get(k)) for r in done}) > 1]
+    plt = _pyplot()
+    panels = 1 + len(varied)
+    columns = min(panels, 3)
+    lines = (panels + columns - 1) // columns
+    figure, axes = plt.subplots(lines, columns, figsize=(4.5 * columns, 3.4 * lines), squeeze=False)
+    flat = axes.ravel()
+    scores = [r[objective] for r in done]
+    flat[0].bar(range(len(done)), scores, color="tab:blue")
+    flat[0].set_xticks(range(len(done)), [str(r["trial_id"]) for r in done], rotation=90, fontsize=7)
+    flat[0].set_title(f"{objective} per trial")
+    for axis, key in zip(flat[1:], varied):
+        values = [r.get(key) for r in done]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            axis.scatter(values, scores)
+        else:
+            labels = sorted({str(v) for v in values})
+            axis.scatter([labels.index(str(v)) for v in values], scores)
+            axis.set_xticks(range(len(labels)), labels, rotation=30)
+        axis.set_title(key)
+        axis.set_ylabel(objective)
+        axis.grid(alpha=0.3)
+    for axis in flat[panels:]:
+        axis.axis("off")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

@@ -1,0 +1,71 @@
+"""Push: a blessed model becomes the champion; an unblessed one changes nothing.
+
+Registers the train run's logged model under `pipeline.name` with tags that
+trace it back (pipeline run, data and model fingerprints, hyperparameters),
+moves the `champion` alias to it, and exports a SavedModel in TF-Serving layout
+(`<serving_dir>/<name>/<version>/`) whose serving signature takes raw inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pipeline import tracking
+from pipeline.artifacts import Artifact, write_json
+from pipeline.config import Config
+from pipeline.names import ALIAS_CHAMPION, MODEL_FILE, PUSH_FILE
+
+
+def serving_root(config: Config) -> Path:
+    return Path(config.push.serving_dir).expanduser() if config.push.serving_dir else tracking.store_dir() / "serving"
+
+
+def export_saved_model(model_file: Path, destination: Path) -> Path:
+    """Write a TF-Serving SavedModel atomically: into a temporary sibling, then renamed."""
+    import keras
+
+    model = keras.saving.load_model(model_file, safe_mode=True)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    temporary = destination.with_name(f".{destination.name}.tmp-{os.getpid()}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    model.export(str(temporary), format="tf_saved_model", verbose=False)
+    if destination.exists():
+        shutil.rmtree(destination)
+    os.replace(temporary, destination)
+    return destination
+
+
+def run(model: Artifact, evaluation: Artifact, config: Config, out: Path) -> dict[str, Any]:
+    import mlflow
+
+    name = config.pipeline.name
+    if not evaluation.properties.get("blessed"):
+        result = {"pushed": False, "reason": evaluation.properties.get("reason", "not blessed")}
+        write_json(out / PUSH_FILE, result)
+        mlflow.set_tag("pipeline.push", "not pushed: the champion stays")
+        return result
+
+    client = mlflow.MlflowClient()
+    active = mlflow.active_run()
+    parent = active.data.tags.get("mlflow.parentRunId", "") if active else ""
+    tags = {
+        "pipeline.run_id": parent,
+        "pipeline.train_run_id": model.producer_run_id,
+        "pipeline.train_fingerprint": model.fingerprint,
+        "pipeline.data_fingerprint": evaluation.inputs.get("ingest", ""),
+        "pipeline.hyperparameters": json.dumps(model.properties.get("hyperparameters", {}), sort_keys=True),
+        "pipeline.test_accuracy": str(evaluation.properties.get("metrics", {}).get("accuracy", "")),
+    }
+    version = mlflow.register_model(model.properties["model_uri"], name, tags=tags)
+    client.set_registered_model_alias(name, ALIAS_CHAMPION, version.version)
+    client.set_model_version_tag(name, version.version, "pipeline.blessing", evaluation.properties.get("reason", ""))
+    export = export_saved_model(model.file(MODEL_FILE), serving_root(config) / name / str(version.version))
+    result = {"pushed": True, "version": int(version.version), "alias": ALIAS_CHAMPION,
+              "model_uri": f"models:/{name}@{ALIAS_CHAMPION}", "saved_model": str(export)}
+    write_json(out / PUSH_FILE, result)
+    mlflow.log_dict(result, PUSH_FILE)
+    return result

@@ -1,0 +1,174 @@
+"""Train: the best hyperparameters, per-epoch metrics in MLflow, a model that takes raw inputs.
+
+The core model trains on the transformed splits (fast: no text vectorisation
+per epoch); the exported model is the adapted preprocessing layer followed by
+that core, saved as `.keras` with the resolved config beside it and logged with
+`mlflow.keras` and a signature. Training state is backed up every epoch in the
+stage's work directory, so a killed run resumes from its last finished epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from components.data import load_arrays, make_dataset
+from components.trial_tracking import epoch_logger
+from pipeline.artifacts import Artifact, read_json, write_json
+from pipeline.config import Config
+from pipeline.names import (
+    BEST_HPARAMS,
+    CLASS_NAMES_FILE,
+    INPUT_INFO_FILE,
+    HISTORY_FILE,
+    LEARNING_CURVES_PNG,
+    MODEL_FILE,
+    RAW_SAMPLE,
+    RESOLVED_CONFIG,
+    TRANSFORM_MODEL,
+)
+
+# What `mlflow.keras.log_model` records as the model's requirements; naming them skips
+# MLflow's slow dependency inference (a subprocess that imports the model).
+PIP_REQUIREMENTS = ("tensorflow-cpu", "keras", "mlflow")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def load_preprocessing(transform: Artifact):
+    import keras
+
+    holder = keras.saving.load_model(transform.file(TRANSFORM_MODEL), safe_mode=True)
+    return holder.layers[-1]
+
+
+def _callbacks(config: Config, backup_dir: Path) -> list:
+    import keras
+
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=False),
+        keras.callbacks.TerminateOnNaN(),
+        epoch_logger(),
+    ]
+    if config.train.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.early_stopping_patience,
+                                                       restore_best_weights=True))
+    return callbacks
+
+
+def _keras_verbosity(level: int) -> int:
+    """Keras's progress bar on a terminal, one line per epoch in logs, nothing when quiet."""
+    import sys
+
+    if level == 0:
+        return 0
+    return 1 if sys.stdout.isatty() else 2
+
+
+def _pip_requirements() -> list[str]:
+    from importlib import metadata
+
+    pins = []
+    for name in PIP_REQUIREMENTS:
+        try:
+            pins.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return pins
+
+
+def run(transform: Artifact, hyperparameters: Artifact, config: Config, out: Path, *, verbose: int = 1) -> dict[str, Any]:
+    import keras
+    import mlflow
+
+    import models
+    from components.plots import plot_learning_curves
+    from components.tune import base_values
+
+    keras.utils.set_random_seed(config.pipeline.seed)
+    props = transform.properties
+    base_model, base_train = base_values(config)
+    best = read_json(hyperparameters.file(BEST_HPARAMS))
+    model_kwargs, train_kwargs = models.hyperparameters_to_kwargs(best, base_model=base_model, base_train=base_train)
+    mlflow.log_params({f"hp.{k}": v for k, v in {**model_kwargs, **train_kwargs}.items()})
+
+    core = models.build_model(input_shape=tuple(props["input_shape"]), input_kind=props["input_kind"],
+                              num_classes=props["num_classes"], vocab_size=props.get("vocab_size"),
+                              seed=config.pipeline.seed, **model_kwargs)
+    x_train, y_train = load_arrays(transform, "train")
+    x_val, y_val = load_arrays(transform, "validation")
+    batch_size = int(train_kwargs["batch_size"])
+    steps_per_epoch = math.ceil(len(x_train) / batch_size)
+    optimizer = models.build_optimizer(
+        train_kwargs["optimizer"], train_kwargs["learning_rate"], momentum=train_kwargs.get("momentum", 0.9),
+        nesterov=bool(train_kwargs.get("nesterov", False)), schedule=config.train.schedule,
+        decay_steps=steps_per_epoch * config.train.epochs, clipnorm=train_kwargs.get("clipnorm"),
+    )
+    models.compile_model(core, optimizer=optimizer, num_classes=props["num_classes"])
+
+    backup = out / "backup"
+    resumed = backup.is_dir() and any(backup.iterdir())
+    if resumed:
+        mlflow.set_tag("pipeline.resumed", "true")
+    history = core.fit(
+        make_dataset(x_train, y_train, batch_size=batch_size, shuffle=True, seed=config.pipeline.seed),
+        validation_data=make_dataset(x_val, y_val, batch_size=batch_size, shuffle=False, seed=config.pipeline.seed),
+        epochs=config.train.epochs, callbacks=_callbacks(config, backup), shuffle=False,  # tf.data shuffles
+        verbose=_keras_verbosity(verbose),
+    ).history
+    losses = history.get("loss", [])
+    watched = losses + history.get("val_loss", [])
+    if not losses or not all(math.isfinite(v) for v in watched):
+        raise TrainingDiverged(
+            f"training diverged: the loss became NaN or infinite (learning rate {train_kwargs['learning_rate']}); "
+            "lower train.learning_rate or set train.clipnorm"
+        )
+
+    served = models.with_preprocessing(core, load_preprocessing(transform), raw_shape=tuple(props["raw_shape"]),
+                                       raw_dtype=props["raw_dtype"])
+    served.save(out / MODEL_FILE)
+    write_json(out / RESOLVED_CONFIG, config.to_dict())
+    write_json(out / CLASS_NAMES_FILE, props["class_names"])
+    input_info = {"kind": props["input_kind"], "raw_shape": props["raw_shape"], "raw_dtype": props["raw_dtype"],
+                  "raw_max": props.get("raw_max")}
+    write_json(out / INPUT_INFO_FILE, input_info)
+    write_json(out / HISTORY_FILE, history)
+    write_json(out / "hyperparameters.json", {**model_kwargs, **train_kwargs})
+    curves = plot_learning_curves(history, out / LEARNING_CURVES_PNG)
+    shutil.rmtree(backup, ignore_errors=True)  # the finished model supersedes the resume state
+
+    model_info = _log_model(served, transform, {"class_names": props["class_names"], "input": input_info})
+    mlflow.log_artifact(str(curves))
+    mlflow.log_dict(config.to_dict(), RESOLVED_CONFIG)
+    final = {k: float(v[-1]) for k, v in history.items()}
+    best_epoch = int(np.argmin(history["val_loss"])) if "val_loss" in history else len(losses) - 1
+    return {
+        "epochs": len(losses),
+        "best_epoch": best_epoch + 1,
+        "resumed": resumed,
+        "val_accuracy": float(history["val_accuracy"][best_epoch]) if "val_accuracy" in history else None,
+        "final": final,
+        "model_uri": model_info.model_uri,
+        "model_id": getattr(model_info, "model_id", None),
+        "hyperparameters": json.loads(json.dumps({**model_kwargs, **train_kwargs}, default=str)),
+        "parameters": int(served.count_params()),
+    }
+
+
+def _log_model(served, transform: Artifact, metadata: dict[str, Any]):
+    """Log the served model with a signature on raw inputs (from the sample preprocess kept)."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    with np.load(transform.file(RAW_SAMPLE), allow_pickle=False) as data:
+        sample = data["x"]
+    signature = infer_signature(sample, np.asarray(served.predict(sample, verbose=0)))
+    return mlflow.keras.log_model(served, name="model", signature=signature, pip_requirements=_pip_requirements(),
+                                  metadata=metadata)

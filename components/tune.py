@@ -1,0 +1,169 @@
+"""Tune: a KerasTuner search over the [tune.space], every trial an MLflow run.
+
+The tuner's state lives in the stage's work directory, so a search killed
+midway continues where it stopped when the same command runs again. With
+`[tune] enabled = false` or `--hparams FILE`, no search runs: the artifact holds
+the fixed values, and train reads them the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+from components.data import load_arrays
+from pipeline.artifacts import Artifact, write_json
+from pipeline.config import Config, ConfigError
+from pipeline.names import BEST_HPARAMS, TRIALS_TABLE
+
+_TUNABLE = ("encoder", "attention", "units", "layers", "batch_norm", "dropout", "activation", "bidirectional",
+            "embedding_dim", "optimizer", "learning_rate", "momentum", "batch_size")
+
+
+def base_values(config: Config) -> tuple[dict[str, Any], dict[str, Any]]:
+    """[model] and [train] as the keyword arguments the model builders take."""
+    model = config.model
+    base_model = {
+        "encoder": model.encoder, "attention": model.attention, "units": model.units, "layers": model.layers,
+        "batch_norm": model.batch_norm, "dropout": model.dropout, "activation": model.activation,
+        "bidirectional": model.bidirectional, "embedding_dim": model.embedding_dim,
+        "init_std": model.init_std or None, "bn_momentum": model.bn_momentum, "bn_epsilon": model.bn_epsilon,
+    }
+    train = config.train
+    base_train = {
+        "optimizer": train.optimizer, "learning_rate": train.learning_rate, "momentum": train.momentum,
+        "nesterov": train.nesterov, "batch_size": train.batch_size, "clipnorm": train.clipnorm or None,
+    }
+    return base_model, base_train
+
+
+def _read_hparams(path: str) -> dict[str, Any]:
+    try:
+        values = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--hparams {path!r} is not a readable JSON file: {exc}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"--hparams {path!r} must hold a JSON object of hyperparameters")
+    unknown = sorted(set(values) - set(_TUNABLE))
+    if unknown:
+        raise ConfigError(f"--hparams {path!r} has unknown keys {unknown}; allowed: {', '.join(_TUNABLE)}")
+    return values
+
+
+def _tuner_class(algorithm: str):
+    import keras_tuner
+
+    return {
+        "random": keras_tuner.RandomSearch,
+        "bayesian": keras_tuner.BayesianOptimization,
+        "hyperband": keras_tuner.Hyperband,
+        "grid": keras_tuner.GridSearch,
+    }[algorithm]
+
+
+def _make_tuner(config: Config, hypermodel, directory: Path):
+    """The configured KerasTuner tuner, with every trial recorded as a nested MLflow run."""
+    import keras_tuner
+
+    from components.trial_tracking import tracked
+
+    tune = config.tune
+    direction = "max" if tune.objective == "val_accuracy" else "min"
+    common = dict(
+        hypermodel=hypermodel,
+        objective=keras_tuner.Objective(tune.objective, direction),
+        executions_per_trial=tune.executions_per_trial,
+        seed=config.pipeline.seed,
+        directory=str(directory),
+        project_name="search",
+        overwrite=False,  # reload the oracle's state: a killed search resumes
+        max_consecutive_failed_trials=max(3, tune.max_trials),
+    )
+    if tune.algorithm == "hyperband":
+        return tracked(_tuner_class("hyperband"))(max_epochs=tune.max_epochs, factor=3, hyperband_iterations=1, **common)
+    return tracked(_tuner_class(tune.algorithm))(max_trials=tune.max_trials, **common)
+
+
+def _trials_table(tuner, objective: str) -> list[dict[str, Any]]:
+    rows = []
+    for trial in tuner.oracle.trials.values():
+        score = trial.score
+        row = {"trial_id": trial.trial_id, "status": str(trial.status),
+               objective: None if score is None or (isinstance(score, float) and math.isnan(score)) else float(score)}
+        row.update(trial.hyperparameters.values)
+        rows.append(row)
+    return sorted(rows, key=lambda r: r["trial_id"])
+
+
+def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    import csv
+
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(key for key in row if key not in columns)
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def run(transform: Artifact, config: Config, out: Path, *, hparams_file: str | None = None,
+        verbose: int = 1) -> dict[str, Any]:
+    import mlflow
+
+    if hparams_file or not config.tune.enabled:
+        best = _read_hparams(hparams_file) if hparams_file else {}
+        source = f"file {hparams_file}" if hparams_file else "[model]/[train] (tuning disabled)"
+        write_json(out / BEST_HPARAMS, best)
+        mlflow.log_dict(best, BEST_HPARAMS)
+        mlflow.set_tag("pipeline.tune_source", source)
+        return {"best": best, "source": source, "trials": 0}
+
+    import keras
+
+    import models
+    from components.plots import plot_tuning
+
+    keras.utils.set_random_seed(config.pipeline.seed)
+    props = transform.properties
+    base_model, base_train = base_values(config)
+    hypermodel = models.build_hypermodel(
+        dict(config.tune.space), base_model=base_model, base_train=base_train,
+        input_shape=tuple(props["input_shape"]), input_kind=props["input_kind"],
+        num_classes=props["num_classes"], vocab_size=props.get("vocab_size"), seed=config.pipeline.seed,
+    )
+    # Hyperband resumes a trial from its parent's weights with a fresh optimizer; Keras warns about
+    # the optimizer slots it does not restore, once per trial. Expected, so not shown.
+    warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+    tuner = _make_tuner(config, hypermodel, out)
+    (x_train, y_train), (x_val, y_val) = load_arrays(transform, "train"), load_arrays(transform, "validation")
+    callbacks = []
+    if config.tune.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=config.tune.objective,
+                                                       patience=config.tune.early_stopping_patience,
+                                                       mode="max" if config.tune.objective == "val_accuracy" else "min"))
+    tuner.search(x_train, y_train, validation_data=(x_val, y_val), epochs=config.tune.max_epochs,
+                 batch_size=config.train.batch_size, callbacks=callbacks, verbose=1 if verbose >= 2 else 0)
+
+    rows = _trials_table(tuner, config.tune.objective)
+    completed = [r for r in rows if r[config.tune.objective] is not None]
+    if not completed:
+        raise RuntimeError(f"all {len(rows)} tuning trials failed; see the FAILED trial runs in MLflow for why")
+    best_hp = tuner.get_best_hyperparameters(1)[0]
+    best = {k: v for k, v in best_hp.values.items() if not k.startswith("tuner/")}
+    best_score = float(tuner.oracle.get_best_trials(1)[0].score)
+    write_json(out / BEST_HPARAMS, best)
+    _write_csv(rows, out / TRIALS_TABLE)
+    figure = plot_tuning(rows, config.tune.objective, out / "tuning.png")
+    mlflow.log_dict(best, BEST_HPARAMS)
+    mlflow.log_artifact(str(out / TRIALS_TABLE))
+    if figure is not None:
+        mlflow.log_artifact(str(figure))
+    mlflow.log_metrics({f"best_{config.tune.objective}": best_score, "trials": len(rows),
+                        "failed_trials": len(rows) - len(completed)})
+    return {"best": best, "best_score": best_score, "objective": config.tune.objective, "trials": len(rows),
+            "failed_trials": len(rows) - len(completed), "algorithm": config.tune.algorithm}
+

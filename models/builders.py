@@ -1,0 +1,263 @@
+"""Build and compile the classifiers and regressors of the study.
+
+Every model is input -> encoder -> head:
+- mlp: flatten, then `layers` dense blocks of `units`.
+- cnn: `layers` conv blocks of `units` filters (Conv2D for images, Conv1D for
+  sequences and tokens), each followed by 2x max-pooling, then global average
+  pooling. The filter count stays `units` in every block so that `units` and
+  `layers` mean the same thing for every encoder.
+- simple_rnn / lstm / gru: `layers` stacked recurrent layers of `units`
+  (optionally bidirectional). The last layer returns its final state, or all
+  its states when attention pools them. Images are read row by row, so an
+  HxWxC image is H time steps of W*C features. One dense block of `units`
+  (with BN, the activation and dropout) then sits between the encoder and the
+  output layer, so batch_norm, activation and dropout act on recurrent models
+  too. The recurrent cells keep their classic tanh/sigmoid nonlinearities.
+Token inputs first go through an Embedding (id 0 = padding, masked for the
+recurrent encoders). The head is Dense(num_classes, softmax) for classification or Dense(1) linear
+for regression (num_classes == 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import keras
+
+from models.attention import AttentionPooling
+from models.blocks import (
+    ATTENTIONS,
+    ENCODERS,
+    INPUT_KINDS,
+    RECURRENT_ENCODERS,
+    BlockConfig,
+    check_choice,
+    conv_block,
+    dense_block,
+    embedding_initializer,
+    kernel_initializer,
+    recurrent_layer,
+    seed_stream,
+)
+
+# Metric names as they appear in Keras history (and, with "val_", on validation data).
+CLASSIFICATION_METRIC = "accuracy"
+REGRESSION_METRIC = "mae"
+_INPUT_RANKS = {"image": (2, 3), "sequence": (2,), "tokens": (1,)}
+
+
+def build_model(
+    *,
+    input_shape: tuple[int, ...],
+    input_kind: str,
+    num_classes: int,
+    encoder: str = "mlp",
+    attention: str = "none",
+    units: int = 64,
+    layers: int = 2,
+    batch_norm: bool = True,
+    dropout: float = 0.2,
+    activation: str = "relu",
+    init_std: float | None = None,
+    bn_momentum: float = 0.99,
+    bn_epsilon: float = 1e-3,
+    bidirectional: bool = False,
+    vocab_size: int | None = None,
+    embedding_dim: int = 64,
+    seed: int | None = None,
+    name: str = "model",
+) -> keras.Model:
+    """Build an uncompiled model; the same `seed` gives the same initial weights.
+
+    input_kind "image" takes floats HxW or HxWxC, "sequence" floats T x F, and
+    "tokens" int ids of shape (T,) with 0 as padding (needs vocab_size).
+    """
+    input_shape = tuple(input_shape)
+    _check_arguments(
+        input_shape, input_kind, num_classes, encoder, attention, layers, vocab_size, embedding_dim
+    )
+    block = BlockConfig(
+        units=units,
+        batch_norm=batch_norm,
+        dropout=dropout,
+        activation=activation,
+        init_std=init_std,
+        bn_momentum=bn_momentum,
+        bn_epsilon=bn_epsilon,
+    )
+    seeds = seed_stream(seed)
+    dtype = "int32" if input_kind == "tokens" else "float32"
+    inputs = keras.Input(shape=input_shape, dtype=dtype, name="inputs")
+    x = inputs
+    if input_kind == "tokens":
+        x = _embed_tokens(x, vocab_size, embedding_dim, encoder, seeds)
+    if encoder == "mlp":
+        x = keras.layers.Flatten(name="flatten")(x)
+        for index in range(layers):
+            x = dense_block(x, block, seeds, name=f"block{index}")
+    elif encoder == "cnn":
+        x = _cnn_encoder(x, input_kind, input_shape, block, layers, seeds)
+    else:
+        x = _recurrent_encoder(
+            x, encoder, attention, input_kind, input_shape, block, layers, bidirectional, seeds
+        )
+        x = dense_block(x, block, seeds, name="head")
+    outputs = _output_layer(x, num_classes, block.init_std, seeds)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def check_num_classes(num_classes: int) -> None:
+    if num_classes == 1 or num_classes < 0:
+        raise ValueError(f"num_classes must be 0 (regression) or >= 2, got {num_classes!r}")
+
+
+def _check_arguments(
+    input_shape: tuple[int, ...],
+    input_kind: str,
+    num_classes: int,
+    encoder: str,
+    attention: str,
+    layers: int,
+    vocab_size: int | None,
+    embedding_dim: int,
+) -> None:
+    check_choice("input_kind", input_kind, INPUT_KINDS)
+    check_choice("encoder", encoder, ENCODERS)
+    check_choice("attention", attention, ATTENTIONS)
+    if len(input_shape) not in _INPUT_RANKS[input_kind]:
+        raise ValueError(
+            f"input_shape for input_kind {input_kind!r} must have "
+            f"{' or '.join(map(str, _INPUT_RANKS[input_kind]))} dimensions, got {input_shape!r}"
+        )
+    check_num_classes(num_classes)
+    if attention != "none" and encoder not in RECURRENT_ENCODERS:
+        raise ValueError(
+            f"attention {attention!r} needs a recurrent encoder {RECURRENT_ENCODERS}, "
+            f"got encoder {encoder!r}"
+        )
+    if layers < 1:
+        raise ValueError(f"layers must be >= 1, got {layers!r}")
+    if input_kind == "tokens" and (vocab_size is None or vocab_size < 2):
+        raise ValueError(f"input_kind 'tokens' needs vocab_size >= 2, got {vocab_size!r}")
+    if input_kind == "tokens" and embedding_dim < 1:
+        raise ValueError(f"embedding_dim must be >= 1, got {embedding_dim!r}")
+
+
+def _embed_tokens(
+    tokens: keras.KerasTensor,
+    vocab_size: int,
+    embedding_dim: int,
+    encoder: str,
+    seeds: Iterator[int | None],
+) -> keras.KerasTensor:
+    """Token ids -> vectors, with id 0 as padding.
+
+    Only recurrent layers and attention consume a Keras mask; Flatten and
+    Conv1D would drop it with a warning, so for mlp and cnn mask_zero is off
+    and they see the padding embedding, a learned vector like any other.
+    """
+    return keras.layers.Embedding(
+        vocab_size,
+        embedding_dim,
+        mask_zero=encoder in RECURRENT_ENCODERS,
+        embeddings_initializer=embedding_initializer(next(seeds)),
+        name="embedding",
+    )(tokens)
+
+
+def _cnn_encoder(
+    x: keras.KerasTensor,
+    input_kind: str,
+    input_shape: tuple[int, ...],
+    block: BlockConfig,
+    layers: int,
+    seeds: Iterator[int | None],
+) -> keras.KerasTensor:
+    rank = 2 if input_kind == "image" else 1
+    if input_kind == "image" and len(input_shape) == 2:
+        x = keras.layers.Reshape((*input_shape, 1), name="add_channel")(x)
+    for index in range(layers):
+        x = conv_block(x, block, seeds, name=f"block{index}", rank=rank)
+    if rank == 2:
+        return keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
+    return keras.layers.GlobalAveragePooling1D(name="global_pool")(x)
+
+
+def _recurrent_encoder(
+    x: keras.KerasTensor,
+    encoder: str,
+    attention: str,
+    input_kind: str,
+    input_shape: tuple[int, ...],
+    block: BlockConfig,
+    layers: int,
+    bidirectional: bool,
+    seeds: Iterator[int | None],
+) -> keras.KerasTensor:
+    if input_kind == "image" and len(input_shape) == 3:
+        height, width, channels = input_shape
+        x = keras.layers.Reshape((height, width * channels), name="rows_as_steps")(x)
+    for index in range(layers):
+        return_sequences = index < layers - 1 or attention != "none"
+        layer = recurrent_layer(
+            encoder,
+            block.units,
+            init_std=block.init_std,
+            seeds=seeds,
+            name=f"{encoder}{index}",
+            return_sequences=return_sequences,
+        )
+        if bidirectional:
+            # An explicit backward layer gets its own seeds; Keras would
+            # otherwise clone the forward layer's config, seeds included, and
+            # start both directions from identical weights.
+            backward = recurrent_layer(
+                encoder,
+                block.units,
+                init_std=block.init_std,
+                seeds=seeds,
+                name=f"{encoder}{index}_backward",
+                return_sequences=return_sequences,
+                go_backwards=True,
+            )
+            layer = keras.layers.Bidirectional(
+                layer, backward_layer=backward, name=f"bidirectional{index}"
+            )
+        x = layer(x)
+    if attention != "none":
+        # The weights stay in the graph (unused by the head) so that
+        # attention_weights_model can expose them without rebuilding anything.
+        x, _ = AttentionPooling(
+            kind=attention, return_attention=True, seed=next(seeds), name="attention_pooling"
+        )(x)
+    return x
+
+
+def _output_layer(
+    x: keras.KerasTensor, num_classes: int, init_std: float | None, seeds: Iterator[int | None]
+) -> keras.KerasTensor:
+    initializer = kernel_initializer(init_std, next(seeds))
+    if num_classes == 0:
+        return keras.layers.Dense(1, kernel_initializer=initializer, name="prediction")(x)
+    return keras.layers.Dense(
+        num_classes, activation="softmax", kernel_initializer=initializer, name="prediction"
+    )(x)
+
+
+def compile_model(
+    model: keras.Model, *, optimizer: keras.optimizers.Optimizer, num_classes: int
+) -> keras.Model:
+    """Compile for integer-label classification (num_classes >= 2) or regression (0).
+
+    History keys are then loss/accuracy (or loss/mae) and their val_ twins.
+    """
+    check_num_classes(num_classes)
+    if num_classes == 0:
+        model.compile(optimizer=optimizer, loss="mse", metrics=[REGRESSION_METRIC])
+    else:
+        model.compile(
+            optimizer=optimizer,
+            loss="sparse_categorical_crossentropy",
+            metrics=[CLASSIFICATION_METRIC],
+        )
+    return model

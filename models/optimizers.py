@@ -1,0 +1,51 @@
+"""The three classic optimizers of the study, with an optional cosine schedule."""
+
+from __future__ import annotations
+
+import keras
+
+from models.blocks import check_choice
+
+OPTIMIZERS = ("sgd", "momentum", "adam")
+SCHEDULES = ("constant", "cosine")
+
+
+def build_optimizer(
+    name: str,
+    learning_rate: float,
+    *,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    schedule: str = "constant",
+    decay_steps: int | None = None,
+    clipnorm: float | None = None,
+) -> keras.optimizers.Optimizer:
+    """sgd: plain SGD; momentum: SGD with (optionally Nesterov) momentum; adam: Adam.
+
+    `momentum` and `nesterov` only matter for "momentum" and are ignored
+    otherwise, so one training config can switch optimizers freely.
+    "cosine" decays the rate to 0 over `decay_steps` optimizer steps
+    (Loshchilov & Hutter 2017, without restarts). `decay_steps` is ignored
+    under "constant". `clipnorm` rescales each gradient tensor whose L2 norm
+    exceeds it, the usual guard against exploding gradients in recurrent nets.
+    """
+    check_choice("optimizer", name, OPTIMIZERS)
+    check_choice("schedule", schedule, SCHEDULES)
+    if learning_rate <= 0:
+        raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
+    if clipnorm is not None and clipnorm <= 0:
+        raise ValueError(f"clipnorm must be > 0 or None, got {clipnorm!r}")
+    rate: float | keras.optimizers.schedules.LearningRateSchedule = learning_rate
+    if schedule == "cosine":
+        if decay_steps is None or decay_steps < 1:
+            raise ValueError(f"schedule 'cosine' needs decay_steps >= 1, got {decay_steps!r}")
+        rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=rate, momentum=0.0, clipnorm=clipnorm)
+    if name == "momentum":
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        return keras.optimizers.SGD(
+            learning_rate=rate, momentum=momentum, nesterov=nesterov, clipnorm=clipnorm
+        )
+    return keras.optimizers.Adam(learning_rate=rate, clipnorm=clipnorm)

@@ -1,0 +1,164 @@
+"""`pipeline`: the command line.
+
+Start-up stays light: TensorFlow and MLflow are imported inside the commands
+that need them, so `--help` and config errors answer at once. Exit codes:
+0 success, 1 a stage failed, 2 a usage or config error (nothing written),
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from pipeline import console
+from pipeline.config import ConfigError, DEFAULT_CONFIG, check_stage, load_config
+from pipeline.names import STAGES
+
+EXAMPLES = {
+    "run": "pipeline run --set train.epochs=5 --set tune.max_trials=4",
+    "tune": "pipeline tune --config pipeline/configs/fashion_mnist.toml",
+    "ui": "pipeline ui --port 5000",
+    "show": "pipeline show --json",
+    "predict": "pipeline predict digit.png   |   pipeline predict --name clinc_oos 'book a table for two'",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with exit code 2 and a one-line message on usage errors (its own default is also 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        console.error(f"{message} (see `{self.prog} --help`)")
+        raise SystemExit(2)
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help=f"TOML config (default: {DEFAULT_CONFIG.relative_to(DEFAULT_CONFIG.parents[2])})")
+    parser.add_argument("--set", dest="overrides", metavar="SECTION.KEY=VALUE", action="append", default=[],
+                        help="override one config key; repeatable (e.g. --set train.epochs=5)")
+    parser.add_argument("--no-cache", action="store_true", help="recompute every stage (default: reuse cached ones)")
+    parser.add_argument("--from", dest="from_stage", metavar="STAGE", default=None,
+                        help=f"recompute this stage and those after it; one of: {', '.join(STAGES)}")
+    parser.add_argument("--hparams", metavar="FILE.json", default=None,
+                        help="fixed hyperparameters (JSON object of [model]/[train] keys): skips the search")
+    _add_verbosity(parser)
+
+
+def _add_verbosity(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", help="only warnings, errors and the final summary")
+    group.add_argument("-v", "--verbose", action="store_true", help="more detail (TensorFlow logs included)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="pipeline",
+        description="A TFX-style pipeline (ingest -> validate -> preprocess -> tune -> train -> evaluate -> push) "
+                    "on TensorFlow Datasets, KerasTuner and MLflow.",
+        epilog="Example: pipeline run    (runs the embedded default dataset end to end)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = commands.add_parser("run", help="run the whole pipeline", epilog=f"Example: {EXAMPLES['run']}",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_config_options(run)
+    tune = commands.add_parser("tune", help="run the pipeline up to and including tune",
+                               epilog=f"Example: {EXAMPLES['tune']}",
+                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_config_options(tune)
+    ui = commands.add_parser("ui", help="start the MLflow UI on this machine's store", epilog=f"Example: {EXAMPLES['ui']}",
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ui.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; anything else warns)")
+    ui.add_argument("--port", type=int, default=5000, help="port to listen on")
+    predict = commands.add_parser("predict", help="classify image files, text lines or a JSON array",
+                                  epilog=f"Example: {EXAMPLES['predict']}",
+                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    predict.add_argument("inputs", nargs="+", metavar="INPUT",
+                         help="image files (PNG/JPEG), text lines (or .txt files of lines), or one JSON array")
+    predict.add_argument("--model", default="champion", help="'champion', a registered version number, or a .keras file")
+    predict.add_argument("--name", default="digits", help="registered model name (pipeline.name)")
+    predict.add_argument("--top", type=int, default=3, help="how many classes to print per input")
+    predict.add_argument("--json", action="store_true", help="print JSON on stdout")
+    show = commands.add_parser("show", help="summarise the latest (or a given) pipeline run",
+                               epilog=f"Example: {EXAMPLES['show']}",
+                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    show.add_argument("run_id", nargs="?", default=None, help="a pipeline run id (default: the latest)")
+    show.add_argument("--name", default="digits", help="pipeline name (the MLflow experiment)")
+    show.add_argument("--json", action="store_true", help="print JSON on stdout")
+    return parser
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    """TensorFlow, TFDS and absl talk a lot on stderr; keep that for --verbose."""
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    # No GCS credentials exist offline: stop TensorFlow from probing the metadata server.
+    os.environ.setdefault("NO_GCE_CHECK", "true")
+
+
+def _command_run(args: argparse.Namespace, until: str) -> int:
+    from pipeline.runner import Options, run_pipeline
+
+    config = load_config(args.config, args.overrides)
+    if args.from_stage:
+        check_stage(args.from_stage)
+    if args.hparams and not Path(args.hparams).is_file():
+        raise ConfigError(f"--hparams {args.hparams!r} is not a file; give a JSON file of hyperparameters")
+    level = 0 if args.quiet else 2 if args.verbose else 1
+    options = Options(no_cache=args.no_cache, from_stage=args.from_stage, until_stage=until,
+                      hparams=args.hparams, verbose=level)
+    return run_pipeline(config, options)
+
+
+def _command_ui(args: argparse.Namespace) -> int:
+    from pipeline import tracking
+
+    host = args.host or "127.0.0.1"
+    if args.host and args.host not in ("127.0.0.1", "localhost", "::1"):
+        console.warn(f"the MLflow UI will listen on {host}: anyone who can reach this address sees every run")
+    uri = tracking.tracking_uri()
+    artifacts = (tracking.store_dir() / "artifacts").as_uri()
+    console.info(f"MLflow UI on {tracking.ui_url(host, args.port)} (store {tracking.redact_uri(uri)}); Ctrl-C stops it")
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+               "--default-artifact-root", artifacts, "--host", host, "--port", str(args.port)]
+    os.execv(sys.executable, command)
+    return 0  # not reached
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    quiet = getattr(args, "quiet", False)
+    console.set_verbosity(0 if quiet else 2 if verbose else 1)
+    _quiet_libraries(verbose)
+    try:
+        if args.command in ("run", "tune"):
+            return _command_run(args, "push" if args.command == "run" else "tune")
+        if args.command == "ui":
+            return _command_ui(args)
+        if args.command == "predict":
+            from pipeline.predict import command
+
+            return command(args.inputs, args.model, args.name, args.top, args.json)
+        if args.command == "show":
+            from pipeline.show import show
+
+            return show(args.run_id, args.name, as_json=args.json)
+    except ConfigError as exc:
+        console.error(str(exc))
+        return 2
+    except KeyboardInterrupt:
+        console.error("interrupted")
+        return 130
+    parser.error(f"unknown command {args.command!r}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

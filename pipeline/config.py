@@ -1,0 +1,379 @@
+"""The pipeline's configuration: TOML files loaded into frozen dataclasses.
+
+Every key has a one-line comment with its meaning. Validation happens here, before
+any MLflow run or artifact exists, so a typo costs a message and exit code 2,
+never a half-finished run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from pipeline.names import (
+    ACTIVATIONS,
+    ATTENTIONS,
+    ENCODERS,
+    OPTIMIZERS,
+    SCHEDULES,
+    STAGES,
+    TUNE_ALGORITHMS,
+    TUNE_OBJECTIVES,
+)
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "digits.toml"
+
+
+class ConfigError(ValueError):
+    """A config problem the user must fix; the CLI prints it and exits 2."""
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    name: str = "digits"  # experiment and registered-model name
+    seed: int = 42  # seeds data shuffling, initialisation, dropout and the tuner
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "digits"  # TFDS name ("name/config:version") or a prepared TFDS directory
+    data_dir: str = ""  # TFDS data_dir; empty = TFDS default / TFDS_DATA_DIR
+    manual_dir: str = ""  # folder with a dataset's downloaded files, so TFDS prepares it offline
+    train_split: str = "train[:80%]"  # TFDS split expression for training
+    validation_split: str = "train[80%:90%]"  # TFDS split expression for validation
+    test_split: str = "train[90%:]"  # TFDS split expression for the final test
+    feature: str = ""  # feature key; empty = from the dataset's supervised_keys
+    label: str = ""  # label key; empty = from the dataset's supervised_keys
+    slice_feature: str = ""  # extra feature kept for sliced evaluation (e.g. clinc_oos "domain")
+    max_examples: int = 0  # cap on examples per split, 0 = all (for quick runs and tests)
+    vocab_size: int = 10000  # text only: TextVectorization vocabulary size
+    sequence_length: int = 32  # text only: tokens per example after padding/truncation
+    max_label_drift: float = 0.2  # L-infinity distance of train vs test label shares that fails validation
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    encoder: str = "mlp"  # mlp | cnn | simple_rnn | lstm | gru
+    attention: str = "none"  # none | additive | dot (recurrent encoders only)
+    units: int = 64  # width of each hidden layer / recurrent state size
+    layers: int = 2  # number of hidden (dense, conv or recurrent) layers
+    batch_norm: bool = True  # batch normalization between affine transform and nonlinearity
+    dropout: float = 0.2  # dropout rate after each hidden layer, in [0, 1)
+    activation: str = "relu"  # relu | sigmoid | tanh
+    bidirectional: bool = False  # wrap recurrent layers in Bidirectional
+    embedding_dim: int = 64  # text only: token embedding size
+    init_std: float = 0.0  # > 0: normal weight init with this std; 0 = Keras defaults
+    bn_momentum: float = 0.99  # BN moving-statistics momentum
+    bn_epsilon: float = 0.001  # BN variance epsilon
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "adam"  # sgd | momentum | adam
+    learning_rate: float = 0.001  # initial learning rate
+    momentum: float = 0.9  # momentum coefficient (optimizer = "momentum" only)
+    nesterov: bool = False  # Nesterov momentum (optimizer = "momentum" only)
+    schedule: str = "constant"  # constant | cosine learning-rate schedule
+    clipnorm: float = 0.0  # > 0: clip gradients by this global norm (useful for recurrent nets)
+    batch_size: int = 64  # examples per gradient step
+    epochs: int = 10  # maximum epochs
+    early_stopping_patience: int = 3  # epochs without val_loss improvement before stopping, 0 = off
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    enabled: bool = True  # false = train straight from [model]/[train]
+    algorithm: str = "hyperband"  # random | bayesian | hyperband | grid
+    objective: str = "val_accuracy"  # val_accuracy (maximised) | val_loss (minimised)
+    max_trials: int = 12  # trial budget (random, bayesian, grid)
+    max_epochs: int = 6  # epochs per trial (hyperband: the largest bracket)
+    executions_per_trial: int = 1  # models trained per trial, averaged
+    early_stopping_patience: int = 2  # early stopping inside a trial, 0 = off
+    space: dict[str, Any] = field(default_factory=dict)  # [model]/[train] key -> choices or [low, high]
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    min_accuracy: float = 0.0  # a candidate below this test accuracy is not blessed
+    max_loss: float = 0.0  # regression only: a candidate above this test MSE is not blessed, 0 = no limit
+    max_regression: float = 0.01  # how much worse than the champion a candidate may be (accuracy, or MSE)
+    top_k: int = 3  # k of the top-k accuracy metric
+
+
+@dataclass(frozen=True)
+class PushConfig:
+    serving_dir: str = ""  # TF-Serving export root; empty = <store>/serving
+
+
+@dataclass(frozen=True)
+class Config:
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    push: PushConfig = field(default_factory=PushConfig)
+
+    def section(self, name: str) -> Any:
+        return getattr(self, name)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+
+_SECTION_TYPES = {
+    "pipeline": PipelineConfig,
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "tune": TuneConfig,
+    "evaluate": EvaluateConfig,
+    "push": PushConfig,
+}
+
+# key -> (allowed values) for string keys with a fixed vocabulary.
+_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("model", "encoder"): ENCODERS,
+    ("model", "attention"): ATTENTIONS,
+    ("model", "activation"): ACTIVATIONS,
+    ("train", "optimizer"): OPTIMIZERS,
+    ("train", "schedule"): SCHEDULES,
+    ("tune", "algorithm"): TUNE_ALGORITHMS,
+    ("tune", "objective"): TUNE_OBJECTIVES,
+}
+
+# key -> (low, high, low_inclusive, high_inclusive, human-readable range)
+_RANGES: dict[tuple[str, str], tuple[float, float, bool, bool]] = {
+    ("model", "dropout"): (0.0, 1.0, True, False),
+    ("model", "units"): (1, math.inf, True, True),
+    ("model", "layers"): (1, 64, True, True),
+    ("model", "embedding_dim"): (1, math.inf, True, True),
+    ("model", "init_std"): (0.0, math.inf, True, True),
+    ("model", "bn_momentum"): (0.0, 1.0, True, False),
+    ("model", "bn_epsilon"): (0.0, 1.0, False, False),
+    ("train", "learning_rate"): (0.0, 10.0, False, True),
+    ("train", "momentum"): (0.0, 1.0, True, False),
+    ("train", "clipnorm"): (0.0, math.inf, True, True),
+    ("train", "batch_size"): (1, 1_000_000, True, True),
+    ("train", "epochs"): (1, 100_000, True, True),
+    ("train", "early_stopping_patience"): (0, 100_000, True, True),
+    ("tune", "max_trials"): (1, 100_000, True, True),
+    ("tune", "max_epochs"): (1, 100_000, True, True),
+    ("tune", "executions_per_trial"): (1, 100, True, True),
+    ("tune", "early_stopping_patience"): (0, 100_000, True, True),
+    ("data", "max_examples"): (0, math.inf, True, True),
+    ("data", "vocab_size"): (3, 10_000_000, True, True),
+    ("data", "sequence_length"): (1, 100_000, True, True),
+    ("data", "max_label_drift"): (0.0, 1.0, True, True),
+    ("pipeline", "seed"): (0, 2**31 - 1, True, True),
+    ("evaluate", "min_accuracy"): (0.0, 1.0, True, True),
+    ("evaluate", "max_regression"): (0.0, 1.0, True, True),
+    ("evaluate", "max_loss"): (0.0, math.inf, True, True),
+    ("evaluate", "top_k"): (1, 1000, True, True),
+}
+
+_SPLIT_RE = re.compile(
+    r"^[A-Za-z_][\w-]*(\[\s*(-?\d+%?)?\s*:\s*(-?\d+%?)?\s*\])?(\s*\+\s*[A-Za-z_][\w-]*(\[\s*(-?\d+%?)?\s*:\s*(-?\d+%?)?\s*\])?)*$"
+)
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _describe_range(low: float, high: float, low_inc: bool, high_inc: bool) -> str:
+    left = "[" if low_inc else "("
+    right = "]" if high_inc else ")"
+    hi = "inf" if high == math.inf else (str(high) if isinstance(high, int) else f"{high:g}")
+    return f"{left}{low:g}, {hi}{right}"
+
+
+def _coerce(section: str, key: str, value: Any, expected: Any) -> Any:
+    """Check a TOML value against the dataclass field type; ints are accepted for floats."""
+    where = f"{section}.{key}"
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if expected is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if expected is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        if math.isnan(value):
+            raise ConfigError(f"{where} must be a number, got nan")
+        return float(value)
+    if expected is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    if isinstance(value, dict):
+        return dict(value)
+    raise ConfigError(f"{where} must be a table of hyperparameter choices, got {value!r}")
+
+
+def _check_value(section: str, key: str, value: Any) -> None:
+    where = f"{section}.{key}"
+    choices = _CHOICES.get((section, key))
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{where} = {value!r} is not one of the allowed values: {', '.join(choices)}")
+    bounds = _RANGES.get((section, key))
+    if bounds is not None:
+        low, high, low_inc, high_inc = bounds
+        ok = (value >= low if low_inc else value > low) and (value <= high if high_inc else value < high)
+        if not ok:
+            raise ConfigError(f"{where} = {value!r} is out of range: allowed {_describe_range(*bounds)}")
+    if section == "data" and key.endswith("_split"):
+        if not _SPLIT_RE.match(value.strip()):
+            raise ConfigError(
+                f"{where} = {value!r} is not a TFDS split expression; use e.g. 'train', 'test', "
+                "'train[:80%]' or 'train[80%:90%]'"
+            )
+        for pct in re.findall(r"(-?\d+)%", value):
+            if not -100 <= int(pct) <= 100:
+                raise ConfigError(f"{where} = {value!r}: split percentages must lie in [-100%, 100%]")
+    if section == "pipeline" and key == "name" and not _NAME_RE.match(value):
+        raise ConfigError(
+            f"pipeline.name = {value!r} is not a valid name: use letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit"
+        )
+
+
+def _build_section(section: str, raw: Any) -> Any:
+    cls = _SECTION_TYPES[section]
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{section}] must be a table of keys, got {raw!r}")
+    hints = get_type_hints(cls)
+    known = [f.name for f in fields(cls)]
+    values = {}
+    for key, value in raw.items():
+        if key not in hints:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {section}.{close[0]}? " if close else ""
+            raise ConfigError(f"unknown key {section}.{key}; {hint}the keys of [{section}] are: {', '.join(known)}")
+        expected = hints[key]
+        if section == "tune" and key == "space":
+            expected = dict
+        values[key] = _coerce(section, key, value, expected)
+        _check_value(section, key, values[key])
+    return cls(**values)
+
+
+def _validate_space(space: dict[str, Any]) -> None:
+    """Check the tuning space without importing Keras: keys, shapes and allowed choices."""
+    tunable = {**{k: "model" for k in ("encoder", "attention", "units", "layers", "batch_norm", "dropout",
+                                        "activation", "bidirectional", "embedding_dim")},
+               **{k: "train" for k in ("optimizer", "learning_rate", "momentum", "batch_size")}}
+    for key, spec in space.items():
+        if key not in tunable:
+            raise ConfigError(f"unknown key tune.space.{key}; tunable keys are: {', '.join(tunable)}")
+        if isinstance(spec, dict):
+            values = spec.get("values", [v for k, v in spec.items() if k in ("min", "max")])
+        elif isinstance(spec, list):
+            values = spec
+        else:
+            raise ConfigError(f"tune.space.{key} must be a list of choices or [low, high], got {spec!r}")
+        if not values:
+            raise ConfigError(f"tune.space.{key} is empty; give at least one choice")
+        for value in values:
+            section = tunable[key]
+            expected = get_type_hints(_SECTION_TYPES[section])[key]
+            try:
+                _coerce("tune.space", key, value, expected)
+                _check_value(section, key, expected(value) if expected is float else value)
+            except ConfigError as exc:
+                raise ConfigError(f"in tune.space: {exc}") from None
+
+
+def _check_consistency(config: Config) -> None:
+    model = config.model
+    if model.attention != "none" and model.encoder not in ("simple_rnn", "lstm", "gru"):
+        raise ConfigError(
+            f"model.attention = {model.attention!r} needs a recurrent encoder (simple_rnn, lstm, gru), "
+            f"but model.encoder = {model.encoder!r}; set model.attention = \"none\" or change the encoder"
+        )
+    if config.tune.enabled:
+        _validate_space(config.tune.space)
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """Parse one `--set section.key=value` into (section, key, TOML value)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r} has no '='; write --set section.key=value, e.g. --set train.epochs=5")
+    path, raw_value = text.split("=", 1)
+    parts = path.strip().split(".")
+    if len(parts) < 2 or not all(parts):
+        raise ConfigError(f"--set {text!r}: the key must be section.key, e.g. train.epochs")
+    raw_value = raw_value.strip()
+    try:
+        value = tomllib.loads(f"v = {raw_value}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw_value  # a bare word such as lstm is taken as a string
+    return parts[0], ".".join(parts[1:]), value
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist; pass an existing file to --config")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} is not a file; pass a TOML file to --config")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror}); check its permissions") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text; save it as UTF-8 TOML") from None
+    if not text.strip():
+        raise ConfigError(f"config file {path} is empty; start from pipeline/configs/digits.toml")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load a TOML config, apply `--set` overrides, validate, and return a frozen Config."""
+    raw = _read_toml(Path(path) if path else DEFAULT_CONFIG)
+    for override in overrides:
+        section, key, value = parse_override(override)
+        if section not in _SECTION_TYPES:
+            raise ConfigError(f"unknown section [{section}] in --set {override!r}; sections are: {', '.join(_SECTION_TYPES)}")
+        target = raw.setdefault(section, {})
+        if section == "tune" and key.startswith("space."):
+            target.setdefault("space", {})[key.split(".", 1)[1]] = value
+        else:
+            target[key] = value
+    for section in raw:
+        if section not in _SECTION_TYPES:
+            raise ConfigError(f"unknown section [{section}]; sections are: {', '.join(_SECTION_TYPES)}")
+    config = Config(**{name: _build_section(name, raw.get(name, {})) for name in _SECTION_TYPES})
+    _check_consistency(config)
+    return config
+
+
+def check_stage(name: str) -> str:
+    if name not in STAGES:
+        raise ConfigError(f"unknown stage {name!r}; stages are: {', '.join(STAGES)}")
+    return name
+
+
+def flatten(config: Config) -> dict[str, Any]:
+    """The whole resolved config as flat `section.key` params for MLflow."""
+    flat: dict[str, Any] = {}
+    for section, values in config.to_dict().items():
+        for key, value in values.items():
+            if isinstance(value, dict):
+                for sub, subvalue in value.items():
+                    flat[f"{section}.{key}.{sub}"] = subvalue
+            else:
+                flat[f"{section}.{key}"] = value
+    return flat

@@ -1,0 +1,66 @@
+"""Every string the pipeline, the components and the tests share, said once.
+
+Kept free of TensorFlow and MLflow imports so the CLI and config validation
+start fast. `models/` repeats the model vocabulary for itself (it imports Keras
+only); a test checks that both agree.
+"""
+
+# Stage names and their order (contract).
+STAGES = ("ingest", "validate", "preprocess", "tune", "train", "evaluate", "push")
+
+# Vocabularies accepted by the config.
+ENCODERS = ("mlp", "cnn", "simple_rnn", "lstm", "gru")
+RECURRENT_ENCODERS = ("simple_rnn", "lstm", "gru")
+ATTENTIONS = ("none", "additive", "dot")
+ACTIVATIONS = ("relu", "sigmoid", "tanh")
+OPTIMIZERS = ("sgd", "momentum", "adam")
+SCHEDULES = ("constant", "cosine")
+TUNE_ALGORITHMS = ("random", "bayesian", "hyperband", "grid")
+TUNE_OBJECTIVES = ("val_accuracy", "val_loss")
+
+# Artifact types and the manifest every artifact directory holds.
+MANIFEST = "artifact.json"
+EXAMPLES = "Examples"
+STATISTICS = "Statistics"  # validate produces Statistics, Schema and Anomalies in one directory
+PREPROCESS = "Transform"
+HYPERPARAMETERS = "HyperParameters"
+MODEL = "Model"
+EVALUATION = "Evaluation"
+PUSHED = "PushedModel"
+
+# Files inside artifacts.
+SPLITS = ("train", "validation", "test")
+SPEC_FILE = "spec.json"
+STATISTICS_FILE = "statistics.json"
+SCHEMA_FILE = "schema.json"
+ANOMALIES_FILE = "anomalies.json"
+VALIDATION_REPORT = "validation_report.md"
+TRANSFORM_MODEL = "transform.keras"
+RAW_SAMPLE = "raw_sample.npz"  # a few raw train inputs: the served model's signature example
+BEST_HPARAMS = "best_hyperparameters.json"
+TRIALS_TABLE = "trials.csv"
+MODEL_FILE = "model.keras"
+CLASS_NAMES_FILE = "class_names.json"  # beside model.keras: what each output index means
+INPUT_INFO_FILE = "input_info.json"  # beside model.keras: raw input kind and pixel range, for predict
+HISTORY_FILE = "history.json"
+RESOLVED_CONFIG = "config.json"
+METRICS_FILE = "metrics.json"
+BLESSING_FILE = "blessing.json"
+CONFUSION_PNG = "confusion_matrix.png"
+CONFUSION_JSON = "confusion_matrix.json"
+LEARNING_CURVES_PNG = "learning_curves.png"
+PUSH_FILE = "push.json"
+
+# MLflow tag keys.
+TAG_STAGE = "pipeline.stage"
+TAG_FINGERPRINT = "pipeline.fingerprint"
+TAG_CACHED = "pipeline.cached"
+TAG_CACHED_FROM = "pipeline.cached_from_run"
+TAG_ARTIFACT_DIR = "pipeline.artifact_dir"
+TAG_KIND = "pipeline.kind"  # "pipeline", "stage" or "trial"
+TAG_PID = "pipeline.pid"
+ALIAS_CHAMPION = "champion"
+
+# Metric names.
+ACCURACY = "accuracy"
+LOSS = "loss"

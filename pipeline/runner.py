@@ -1,0 +1,290 @@
+"""The runner: stage order, fingerprints, caching, atomic artifacts and MLflow run lifecycle.
+
+It plans every stage before creating any MLflow run (so a bad dataset name ends
+with exit 2 and nothing written), then runs one parent run with one nested run
+per stage. A stage whose fingerprint matches a FINISHED run with a verified
+artifact is reused and recorded as cached, without importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from pipeline import artifacts, console, tracking
+from pipeline.config import Config, ConfigError, flatten
+from pipeline.fingerprint import fingerprint
+from pipeline.names import (
+    STAGES,
+    TAG_ARTIFACT_DIR,
+    TAG_CACHED,
+    TAG_CACHED_FROM,
+    TAG_FINGERPRINT,
+    TAG_STAGE,
+)
+from pipeline.stages import STAGE_TABLE, Stage, StageCall
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+@dataclass(frozen=True)
+class Options:
+    no_cache: bool = False
+    from_stage: str | None = None  # rerun this stage and all after it
+    until_stage: str = "push"  # stop after this stage (`pipeline tune` stops after tune)
+    hparams: str | None = None  # JSON file of fixed hyperparameters: skips the search
+    verbose: int = 1  # 0 quiet, 1 normal, 2 verbose
+
+
+@dataclass
+class Planned:
+    stage: Stage
+    fingerprint: str
+    final: Path
+    cached: artifacts.Artifact | None = None
+    cached_run_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    stage: str
+    cached: bool
+    seconds: float
+    run_id: str
+    properties: dict[str, Any]
+
+
+def _section_values(config: Config, names: tuple[str, ...]) -> dict[str, Any]:
+    data = config.to_dict()
+    return {name: data[name] for name in names}
+
+
+def artifact_root(config: Config) -> Path:
+    return tracking.store_dir() / "pipeline" / config.pipeline.name
+
+
+def _find_cached(client, experiment_id: str, planned: Planned) -> tuple[artifacts.Artifact, str] | None:
+    """A FINISHED run with this fingerprint whose artifact still verifies, or None."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=(f"tags.`{TAG_FINGERPRINT}` = '{planned.fingerprint}' and attributes.status = 'FINISHED' "
+                       f"and tags.`{TAG_STAGE}` = '{planned.stage.name}'"),
+        max_results=5,
+    )
+    for run in runs:
+        directory = Path(run.data.tags.get(TAG_ARTIFACT_DIR, ""))
+        if not directory.is_dir():
+            continue
+        try:
+            return artifacts.load(directory, verify=True), run.info.run_id
+        except artifacts.ArtifactError as exc:
+            console.warn(f"{planned.stage.name}: cached artifact rejected, recomputing ({exc})")
+    return None
+
+
+def _champion_key(client, config: Config, train_fingerprint: str) -> str:
+    """What evaluate compares against: "none" when there is no other champion than this very model."""
+    try:
+        version = client.get_model_version_by_alias(config.pipeline.name, "champion")
+    except Exception:
+        return "none"
+    if version.tags.get("pipeline.train_fingerprint") == train_fingerprint:
+        return "none"
+    return f"version-{version.version}"
+
+
+def plan(config: Config, options: Options, client, experiment_id: str) -> list[Planned]:
+    stages = [s for s in STAGE_TABLE if STAGES.index(s.name) <= STAGES.index(options.until_stage)]
+    forced_from = STAGES.index(options.from_stage) if options.from_stage else len(STAGES)
+    planned: dict[str, Planned] = {}
+    hparams_text = Path(options.hparams).read_text() if options.hparams else None
+    for stage in stages:
+        inputs = {name: planned[name].fingerprint for name in stage.inputs}
+        extra: dict[str, Any] = {}
+        if stage.name == "tune" and hparams_text is not None:
+            extra["hparams"] = hparams_text
+        if stage.name == "evaluate":
+            extra["champion"] = _champion_key(client, config, planned["train"].fingerprint)
+        fp = fingerprint(stage.name, stage.module, _section_values(config, stage.sections), inputs, extra)
+        item = Planned(stage, fp, artifact_root(config) / stage.name / fp, extra=extra)
+        if not options.no_cache and STAGES.index(stage.name) < forced_from:
+            hit = _find_cached(client, experiment_id, item)
+            if hit is not None:
+                item.cached, item.cached_run_id = hit
+        planned[stage.name] = item
+    return list(planned.values())
+
+
+def preflight(config: Config, steps: list[Planned], verbose: int = 1) -> None:
+    """Check the dataset before any run exists; raises ConfigError (exit 2)."""
+    if steps[0].cached is not None:
+        return
+    _import_tensorflow_quietly(verbose)
+    from components import ingest
+
+    source = ingest.resolve_builder(config.data)
+    ingest.ensure_prepared(source, config.data)
+    ingest.check_selection(source, config.data)
+
+
+@contextmanager
+def _stage_lock(final: Path) -> Iterator[None]:
+    """One process at a time computes a given fingerprint; the others then find it cached."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with open(final.with_name(final.name + ".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _import_tensorflow_quietly(verbose: int) -> None:
+    """TensorFlow prints start-up lines straight to fd 2 before any logging setting applies; hide them
+    unless --verbose. Done only when a stage really runs: a fully cached run never imports TensorFlow."""
+    if verbose >= 2 or "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _run_stage(step: Planned, config: Config, options: Options, inputs: dict[str, artifacts.Artifact],
+               run_id: str) -> artifacts.Artifact:
+    _import_tensorflow_quietly(options.verbose)
+    work = artifacts.partial_dir(step.final)
+    work.mkdir(parents=True, exist_ok=True)
+    call = StageCall(config=config, inputs=inputs, out=work, run_id=run_id, fingerprint=step.fingerprint,
+                     options={"hparams": options.hparams, "verbose": options.verbose, **step.extra})
+    properties = step.stage.call(step.stage.component(), call) or {}
+    artifact = artifacts.Artifact(
+        type=step.stage.artifact_type, uri=str(step.final), fingerprint=step.fingerprint,
+        producer_run_id=run_id, inputs={name: inputs[name].fingerprint for name in step.stage.inputs},
+        properties=properties,
+    )
+    return artifacts.seal(work, step.final, artifact)
+
+
+def _execute(config: Config, options: Options, steps: list[Planned], client, parent_id: str) -> list[Outcome]:
+    import mlflow
+
+    done: dict[str, artifacts.Artifact] = {}
+    outcomes: list[Outcome] = []
+    for index, step in enumerate(steps, start=1):
+        name = step.stage.name
+        console.stage_start(index, len(steps), name)
+        started = time.perf_counter()
+        tags = {TAG_STAGE: name, TAG_FINGERPRINT: step.fingerprint, TAG_ARTIFACT_DIR: str(step.final),
+                **tracking.process_tags("stage")}
+        with mlflow.start_run(run_name=name, nested=True, tags=tags) as run:
+            tracking.log_params(flatten_sections(config, step.stage.sections))
+            if step.cached is None:
+                with _stage_lock(step.final):
+                    hit = None if options.no_cache or options.from_stage else _find_cached(
+                        client, run.info.experiment_id, step)
+                    if hit is not None:  # another process finished it while we waited for the lock
+                        step.cached, step.cached_run_id = hit
+                    else:
+                        done[name] = _run_stage(step, config, options, done, run.info.run_id)
+            if step.cached is not None:
+                done[name] = step.cached
+                mlflow.set_tags({TAG_CACHED: "true", TAG_CACHED_FROM: step.cached_run_id or ""})
+                _copy_metrics(client, step.cached_run_id, run.info.run_id)
+            else:
+                mlflow.set_tag(TAG_CACHED, "false")
+            mlflow.log_dict(json.loads(json.dumps(done[name].properties, default=str)), "artifact_properties.json")
+        seconds = time.perf_counter() - started
+        outcomes.append(Outcome(name, step.cached is not None, seconds, run.info.run_id, done[name].properties))
+        console.stage_end(index, len(steps), name, step.cached is not None, seconds, done[name].properties)
+    return outcomes
+
+
+def flatten_sections(config: Config, sections: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in flatten(config).items() if k.split(".", 1)[0] in sections}
+
+
+def _copy_metrics(client, source_run_id: str | None, target_run_id: str) -> None:
+    """A cached stage shows the metrics of the run that computed it, so the UI table stays comparable."""
+    if not source_run_id:
+        return
+    metrics = client.get_run(source_run_id).data.metrics
+    if metrics:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        client.log_batch(target_run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
+
+
+def run_pipeline(config: Config, options: Options) -> int:
+    """Run the stages; returns the process exit code."""
+    import mlflow
+
+    experiment_id = tracking.setup(config.pipeline.name)
+    client = mlflow.MlflowClient()
+    for run_id in tracking.fail_orphaned_runs(experiment_id):
+        console.warn(f"run {run_id} was left RUNNING by a process that died; marked FAILED")
+    steps = plan(config, options, client, experiment_id)
+    preflight(config, steps, options.verbose)
+
+    parent = mlflow.start_run(run_name=f"{config.pipeline.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                              tags=tracking.process_tags("pipeline"))
+    console.info(f"MLflow run {parent.info.run_id} in experiment '{config.pipeline.name}' "
+                 f"({tracking.redact_uri(tracking.tracking_uri())})")
+    try:
+        tracking.log_params(flatten(config))
+        outcomes = _execute(config, options, steps, client, parent.info.run_id)
+        _log_summary(outcomes)
+        mlflow.end_run("FINISHED")
+    except KeyboardInterrupt:
+        _end_all_runs("KILLED", "interrupted by the user (Ctrl-C)")
+        console.error("interrupted: the stage runs and the pipeline run are marked KILLED")
+        return EXIT_INTERRUPTED
+    except ConfigError as exc:
+        _end_all_runs("FAILED", str(exc))
+        console.error(str(exc))
+        return EXIT_USAGE
+    except Exception as exc:  # a failing stage: one paragraph for the user, the traceback in MLflow
+        _end_all_runs("FAILED", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        console.error(f"{type(exc).__name__}: {exc}")
+        return EXIT_FAILED
+    console.summary(config, outcomes, parent.info.run_id, experiment_id)
+    return EXIT_OK
+
+
+def _end_all_runs(status: str, message: str, details: str | None = None) -> None:
+    import mlflow
+
+    while (active := mlflow.active_run()) is not None:
+        try:
+            mlflow.set_tag("pipeline.error", message[:5000])
+            if details:
+                mlflow.log_text(details, "error.txt")
+        finally:
+            mlflow.end_run(status)
+
+
+def _log_summary(outcomes: list[Outcome]) -> None:
+    import mlflow
+
+    seconds = {f"seconds.{o.stage}": o.seconds for o in outcomes}
+    mlflow.log_metrics({**seconds, "stages_cached": sum(o.cached for o in outcomes)})
+    for outcome in outcomes:
+        metrics = outcome.properties.get("metrics", {})
+        if outcome.stage == "evaluate":
+            mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+            mlflow.set_tag("pipeline.blessed", str(outcome.properties.get("blessed")).lower())

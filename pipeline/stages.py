@@ -1,0 +1,91 @@
+"""The stage table: which component each stage calls, with which inputs and config.
+
+Only the runner reads this table; the components know nothing of each other,
+the stage order or caching.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from pipeline.artifacts import Artifact
+from pipeline.config import Config
+from pipeline.names import (
+    EVALUATION,
+    EXAMPLES,
+    HYPERPARAMETERS,
+    MODEL,
+    PREPROCESS,
+    PUSHED,
+    STATISTICS,
+)
+
+
+@dataclass(frozen=True)
+class StageCall:
+    """Everything a stage invocation may use; built by the runner."""
+
+    config: Config
+    inputs: dict[str, Artifact]  # upstream stage name -> its artifact
+    out: Path  # the (partial) directory the stage writes into
+    run_id: str  # the stage's MLflow run
+    fingerprint: str
+    options: dict[str, Any]  # runner options a stage may need (hparams file, quiet, champion)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    module: str  # the component module; its source is part of the fingerprint
+    artifact_type: str
+    sections: tuple[str, ...]  # config sections that change this stage's output
+    inputs: tuple[str, ...]  # upstream stages whose artifacts this one consumes
+    call: Callable[[Any, StageCall], dict[str, Any]]  # (component module, call) -> artifact properties
+
+    def component(self):
+        return importlib.import_module(self.module)
+
+
+def _ingest(module, call: StageCall) -> dict[str, Any]:
+    return module.run(call.config.data, call.out)
+
+
+def _validate(module, call: StageCall) -> dict[str, Any]:
+    return module.run(call.inputs["ingest"], call.config.data, call.out)
+
+
+def _preprocess(module, call: StageCall) -> dict[str, Any]:
+    return module.run(call.inputs["ingest"], call.config.data, call.out)
+
+
+def _tune(module, call: StageCall) -> dict[str, Any]:
+    return module.run(call.inputs["preprocess"], call.config, call.out,
+                      hparams_file=call.options.get("hparams"), verbose=call.options.get("verbose", 1))
+
+
+def _train(module, call: StageCall) -> dict[str, Any]:
+    return module.run(call.inputs["preprocess"], call.inputs["tune"], call.config, call.out,
+                      verbose=call.options.get("verbose", 1))
+
+
+def _evaluate(module, call: StageCall) -> dict[str, Any]:
+    return module.run(call.inputs["train"], call.inputs["ingest"], call.config, call.out,
+                      champion=call.options.get("champion"))
+
+
+def _push(module, call: StageCall) -> dict[str, Any]:
+    return module.run(call.inputs["train"], call.inputs["evaluate"], call.config, call.out)
+
+
+STAGE_TABLE: tuple[Stage, ...] = (
+    Stage("ingest", "components.ingest", EXAMPLES, ("data",), (), _ingest),
+    Stage("validate", "components.validate", STATISTICS, ("data",), ("ingest",), _validate),
+    Stage("preprocess", "components.preprocess", PREPROCESS, ("data",), ("ingest",), _preprocess),
+    Stage("tune", "components.tune", HYPERPARAMETERS, ("pipeline", "model", "train", "tune"), ("preprocess",), _tune),
+    Stage("train", "components.train", MODEL, ("pipeline", "model", "train"), ("preprocess", "tune"), _train),
+    Stage("evaluate", "components.evaluate", EVALUATION, ("evaluate",), ("train", "ingest"), _evaluate),
+    Stage("push", "components.push", PUSHED, ("pipeline", "push"), ("train", "evaluate"), _push),
+)

@@ -1,0 +1,139 @@
+"""Where things are stored, and the MLflow calls the runner needs.
+
+The store is one directory: `mlflow.db` (MLflow's SQLite tracking backend),
+`artifacts/` (MLflow's artifact root), `pipeline/` (the stages' artifacts) and
+`serving/` (TF-Serving exports). `MLFLOW_TRACKING_URI` moves the tracking store
+as MLflow users expect; with a SQLite URI the rest follows the database file.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pipeline.names import TAG_KIND, TAG_PID
+
+# SQLite's default lock wait is 5 s: two pipelines writing to one store at once
+# need longer, so the driver waits this long for a lock before "database is locked".
+SQLITE_TIMEOUT_S = 60
+HOST_TAG = "pipeline.host"
+
+
+def project_home() -> Path:
+    """The repository root for an editable install, else the working directory."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").is_file() else Path.cwd()
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI if set, else the project's SQLite store, with a lock timeout added."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_home() / 'mlruns' / 'mlflow.db'}"
+    if uri.startswith("sqlite:///") and "timeout=" not in uri:
+        uri += ("&" if "?" in uri else "?") + f"timeout={SQLITE_TIMEOUT_S}"
+    return uri
+
+
+def store_dir() -> Path:
+    """The local directory for artifacts: next to a SQLite database, else `<home>/mlruns`."""
+    db = _sqlite_path(tracking_uri())
+    if db is not None:
+        return db.resolve().parent
+    return project_home() / "mlruns"
+
+
+def redact_uri(uri: str) -> str:
+    """A tracking URI safe to print or log: any user:password is replaced."""
+    parts = urlsplit(uri)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host += f":{parts.port}"
+        return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+    return uri
+
+
+def ui_url(host: str = "127.0.0.1", port: int = 5000) -> str:
+    return f"http://{host}:{port}"
+
+
+def setup(experiment: str):
+    """Point MLflow at the store and return the experiment id (created on first use)."""
+    import mlflow
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient()
+    found = client.get_experiment_by_name(experiment)
+    if found is not None:
+        if found.lifecycle_stage == "deleted":
+            client.restore_experiment(found.experiment_id)
+        mlflow.set_experiment(experiment_id=found.experiment_id)
+        return found.experiment_id
+    artifacts = (store_dir() / "artifacts").resolve().as_uri()
+    try:
+        experiment_id = client.create_experiment(experiment, artifact_location=f"{artifacts}/{experiment}")
+    except Exception:
+        # Another pipeline created it between our lookup and create.
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            raise
+        experiment_id = found.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def process_tags(kind: str) -> dict[str, str]:
+    return {TAG_KIND: kind, TAG_PID: str(os.getpid()), HOST_TAG: socket.gethostname()}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_orphaned_runs(experiment_id: str) -> list[str]:
+    """Mark FAILED the RUNNING runs whose pipeline process on this host is gone (a kill -9, a crash)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    host = socket.gethostname()
+    orphaned = []
+    runs = client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=5000)
+    for run in runs:
+        tags = run.data.tags
+        pid = tags.get(TAG_PID)
+        if tags.get(HOST_TAG) != host or pid is None or not pid.isdigit():
+            continue
+        if int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            client.set_tag(run.info.run_id, "pipeline.error", "the process running it died (killed or crashed)")
+            client.set_terminated(run.info.run_id, status="FAILED")
+            orphaned.append(run.info.run_id)
+    return orphaned
+
+
+def log_params(params: dict[str, Any]) -> None:
+    """Log params in batches (MLflow caps one batch at 100)."""
+    import mlflow
+
+    items = [(k, _param_value(v)) for k, v in params.items()]
+    for start in range(0, len(items), 100):
+        mlflow.log_params(dict(items[start : start + 100]))
+
+
+def _param_value(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 6000 else text[:5997] + "..."

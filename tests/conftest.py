@@ -1,0 +1,90 @@
+"""Shared fixtures: one real default pipeline run per session, in a temporary store.
+
+The session runs the README's pipeline command (`pipeline run` on the embedded
+default) twice into a temporary MLflow store: the first run does all the work,
+the second must find every stage cached. Many tests only read the results.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPELINE = [sys.executable, "-m", "pipeline.cli"]
+
+
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Store:
+    """A temporary MLflow store plus the environment that points the CLI at it."""
+
+    root: Path
+    env: dict[str, str]
+
+    @property
+    def uri(self) -> str:
+        return f"sqlite:///{self.root / 'mlflow.db'}"
+
+    def cli(self, *args: str, timeout: float = 1200, extra_env: dict[str, str] | None = None) -> Result:
+        started = time.perf_counter()
+        done = subprocess.run([*PIPELINE, *args], cwd=ROOT, env={**self.env, **(extra_env or {})},
+                              capture_output=True, text=True, timeout=timeout)
+        return Result(done.returncode, done.stdout, done.stderr, time.perf_counter() - started)
+
+    def client(self):
+        import mlflow
+
+        mlflow.set_tracking_uri(self.uri)
+        return mlflow.MlflowClient(self.uri)
+
+
+def make_store(root: Path, tfds_dir: Path) -> Store:
+    root.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TFDS_"))}
+    env.update({"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "TFDS_DATA_DIR": str(tfds_dir),
+                "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"})
+    return Store(root, env)
+
+
+@pytest.fixture(scope="session")
+def tfds_dir(tmp_path_factory) -> Path:
+    """A TFDS data_dir for the project's own builders (prepared on first use)."""
+    return tmp_path_factory.mktemp("tfds")
+
+
+@pytest.fixture
+def store(tmp_path, tfds_dir) -> Store:
+    return make_store(tmp_path / "store", tfds_dir)
+
+
+@dataclass(frozen=True)
+class DefaultRun:
+    store: Store
+    first: Result
+    second: Result
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory, tfds_dir) -> DefaultRun:
+    """`pipeline run` on the default config, then the same command again."""
+    store = make_store(tmp_path_factory.mktemp("default") / "store", tfds_dir)
+    first = store.cli("run")
+    assert first.returncode == 0, first.stderr[-4000:]
+    second = store.cli("run")
+    assert second.returncode == 0, second.stderr[-4000:]
+    sys.stderr.write(f"\ndefault pipeline run: first {first.seconds:.1f}s, cached re-run {second.seconds:.1f}s\n")
+    return DefaultRun(store, first, second)
