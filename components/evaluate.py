@@ -22,6 +22,8 @@ from pipeline.names import BLESSING_FILE, CONFUSION_JSON, CONFUSION_PNG, METRICS
 
 
 def predict(model, x: np.ndarray) -> np.ndarray:
+    if x.dtype.kind == "U":
+        x = x.astype(object)  # Keras takes strings as object arrays, not fixed-width unicode
     return np.asarray(model.predict(x, batch_size=1024, verbose=0))
 
 

@@ -10,6 +10,7 @@ never pickled objects.
 from __future__ import annotations
 
 import difflib
+import fcntl
 import hashlib
 import os
 from dataclasses import dataclass
@@ -81,24 +82,38 @@ def _needs_download(builder: Any) -> bool:
 
 
 def ensure_prepared(source: Source, config: DataConfig) -> None:
-    import tensorflow_datasets as tfds
-
+    """Prepare the dataset through TFDS's download-and-prepare path if it is not prepared yet."""
     builder = source.builder
-    if builder.is_prepared() if hasattr(builder, "is_prepared") else True:
+    if not hasattr(builder, "download_and_prepare") or builder.is_prepared():
         return
     kwargs: dict[str, Any] = {}
     if _needs_download(builder):
-        manual = config.manual_dir
-        if not manual:
-            raise DataError(
-                f"dataset {source.description!r} is not prepared in {builder.data_dir} and preparing it would need a "
-                "download, but this machine is offline; set data.data_dir to a directory that holds it prepared "
-                "(e.g. ../shared/tfds), or data.manual_dir to a folder with its downloaded files"
-            )
-        if not Path(manual).is_dir():
-            raise DataError(f"data.manual_dir = {manual!r} is not a directory")
-        kwargs["download_config"] = tfds.download.DownloadConfig(manual_dir=str(Path(manual).resolve()))
-    builder.download_and_prepare(**kwargs)
+        kwargs["download_config"] = _manual_download_config(source, config)
+    # Two pipelines preparing one dataset at once would collide in TFDS's temporary directory.
+    lock_path = Path(builder.data_dir).parents[1] / f".{builder.name}.prepare.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            if not builder.is_prepared():
+                builder.download_and_prepare(**kwargs)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _manual_download_config(source: Source, config: DataConfig):
+    import tensorflow_datasets as tfds
+
+    manual = config.manual_dir
+    if not manual:
+        raise DataError(
+            f"dataset {source.description!r} is not prepared in {source.builder.data_dir} and preparing it would "
+            "need a download, but this machine is offline; set data.data_dir to a directory that holds it "
+            "prepared (e.g. ../shared/tfds), or data.manual_dir to a folder with its downloaded files"
+        )
+    if not Path(manual).is_dir():
+        raise DataError(f"data.manual_dir = {manual!r} is not a directory")
+    return tfds.download.DownloadConfig(manual_dir=str(Path(manual).resolve()))
 
 
 def _feature_kind(feature: Any) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 
 from components.data import load_arrays, make_dataset
 from components.trial_tracking import epoch_logger
+from pipeline import console
 from pipeline.artifacts import Artifact, read_json, write_json
 from pipeline.config import Config
 from pipeline.names import (
@@ -117,6 +118,7 @@ def run(transform: Artifact, hyperparameters: Artifact, config: Config, out: Pat
     resumed = backup.is_dir() and any(backup.iterdir())
     if resumed:
         mlflow.set_tag("pipeline.resumed", "true")
+        console.info("train: resuming from the last completed epoch of an interrupted run")
     history = core.fit(
         make_dataset(x_train, y_train, batch_size=batch_size, shuffle=True, seed=config.pipeline.seed),
         validation_data=make_dataset(x_val, y_val, batch_size=batch_size, shuffle=False, seed=config.pipeline.seed),
@@ -169,6 +171,8 @@ def _log_model(served, transform: Artifact, metadata: dict[str, Any]):
 
     with np.load(transform.file(RAW_SAMPLE), allow_pickle=False) as data:
         sample = data["x"]
+    if sample.dtype.kind == "U":
+        sample = sample.astype(object)  # Keras takes strings as object arrays, not fixed-width unicode
     signature = infer_signature(sample, np.asarray(served.predict(sample, verbose=0)))
     return mlflow.keras.log_model(served, name="model", signature=signature, pip_requirements=_pip_requirements(),
                                   metadata=metadata)

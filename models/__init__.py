@@ -1,10 +1,12 @@
 """Keras building blocks of the study: models, attention, optimizers, search space, seq2seq.
 
 Pure Keras: nothing here reads files, configs or MLflow. The pipeline imports
-this package lazily because importing Keras starts TensorFlow.
+this package lazily because importing Keras starts TensorFlow. The models
+built here contain only built-in Keras layers, so saved ones load with
+`keras.saving.load_model(path, safe_mode=True)` without importing this package.
 """
 
-from models.attention import AttentionPooling, attention_weights_model
+from models.attention import attention_pooling, attention_weights_model
 from models.blocks import ACTIVATIONS, ATTENTIONS, ENCODERS, INPUT_KINDS, RECURRENT_ENCODERS
 from models.builders import CLASSIFICATION_METRIC, REGRESSION_METRIC, build_model, compile_model
 from models.optimizers import OPTIMIZERS, SCHEDULES, build_optimizer
@@ -19,7 +21,7 @@ from models.seq2seq import (
     greedy_decode,
     teacher_forcing,
 )
-from models.serving import CastToFloat32, with_preprocessing
+from models.serving import with_preprocessing
 from models.hypermodel import build_hypermodel
 from models.space import (
     TUNABLE_MODEL_KEYS,
@@ -47,8 +49,7 @@ __all__ = [
     "START",
     "TUNABLE_MODEL_KEYS",
     "TUNABLE_TRAIN_KEYS",
-    "AttentionPooling",
-    "CastToFloat32",
+    "attention_pooling",
     "attention_weights_model",
     "build_hypermodel",
     "build_model",

@@ -1,12 +1,26 @@
-"""Attention pooling over the time steps of a recurrent encoder.
+"""Attention pooling over the time steps of a recurrent encoder, from built-in Keras layers only.
 
-Two classic scores, each followed by a softmax over time:
-- additive (Bahdanau et al. 2015): score_t = v^T tanh(W h_t + b). There is no
-  decoder state to condition on when pooling for classification, so the query
-  is implicit in the learned v (Yang et al. 2016 call it a context vector).
-- dot (Luong et al. 2015): score_t = h_t . q / sqrt(d) with a learned query q.
-  The 1/sqrt(d) scaling (Vaswani et al. 2017) keeps the scores' spread
-  independent of the state size d so the softmax does not saturate at init.
+The pooled summary is the attention-weighted sum of the encoder states h_t,
+with one query per sequence: a learned projection of the encoder's final
+state s (for a bidirectional encoder, the forward and backward final states
+side by side). Two classic scores, each followed by a softmax over time:
+- additive (Bahdanau et al. 2015): score_t = v . tanh(W_q s + b + W_k h_t),
+  i.e. `keras.layers.AdditiveAttention` on the projected query and keys.
+- dot (Luong et al. 2015, "general"): score_t = a * (W_q s) . h_t, i.e.
+  `keras.layers.Attention(use_scale=True)`. The learned scale a starts at
+  1/sqrt(d) (Vaswani et al. 2017), which keeps the scores' spread independent
+  of the state size d so the softmax does not saturate at init.
+
+The encoder's Keras mask is the value mask, so padded steps get exactly zero
+weight. The query is the final state rather than a masked mean of the states
+because the mean of a sequence that is all padding (an empty string through
+TextVectorization) is 0/0 = NaN, whereas its final state is the initial zero
+state. Such a sequence has nothing to attend to: Keras spreads its weights
+uniformly, and its padded states are all zero, so its context is zero.
+
+Only built-in layers are used, so a model containing the pooling loads with
+`keras.saving.load_model(path, safe_mode=True)` in a process that never
+imports this package.
 """
 
 from __future__ import annotations
@@ -14,132 +28,100 @@ from __future__ import annotations
 import math
 
 import keras
-from keras import ops
 
-from models.blocks import check_choice
+from models.blocks import check_choice, kernel_initializer, seed_stream
 
 POOLING_KINDS = ("additive", "dot")
-# Added to the scores of masked steps; exp() of it underflows to exactly 0.0 in float32.
-_MASKED_SCORE = -1e9
+DEFAULT_NAME = "attention_pooling"
 
 
-@keras.saving.register_keras_serializable(package="deeplearning_tf")
-class AttentionPooling(keras.layers.Layer):
-    """Softmax-weighted sum of the states (batch, T, d) -> (batch, d).
+def attention_pooling(
+    states: keras.KerasTensor,
+    final_state: keras.KerasTensor,
+    kind: str = "additive",
+    *,
+    units: int | None = None,
+    seed: int | None = None,
+    name: str = DEFAULT_NAME,
+) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """Pool states (batch, T, d), queried by final_state (batch, s), into a context (batch, d).
 
-    Masked time steps (padding) get exactly zero weight. With
-    `return_attention=True` the layer returns `(context, weights)` where
-    weights has shape (batch, T) and sums to 1 over the unmasked steps.
-    `seed` seeds the initializers so models built with a seed are reproducible.
+    Returns (context, weights), the weights of shape (batch, 1, T). Symbolic:
+    call it on KerasTensors while building a functional model. A Keras mask
+    on `states` (from Embedding(mask_zero=True) through the recurrent layers)
+    gives masked steps exactly zero weight; the weights then sum to 1 over
+    the unmasked steps. `units` is the width of the additive score's hidden
+    layer (default d; the dot score needs the query in the states' space).
+    `seed` seeds every initializer. The attention layer itself is named
+    `name`, its helper layers `name` + "_query", "_query_step", "_keys" and
+    "_context".
     """
+    seeds = seed_stream(seed)
+    check_choice("attention kind", kind, POOLING_KINDS)
+    if units is not None and units < 1:
+        raise ValueError(f"units must be >= 1 or None, got {units!r}")
+    state_size = states.shape[-1]
+    width = (units or state_size) if kind == "additive" else state_size
+    query = keras.layers.Dense(
+        width,
+        use_bias=kind == "additive",  # Bahdanau's b; Luong's general score has none
+        kernel_initializer=kernel_initializer(None, next(seeds)),
+        name=f"{name}_query",
+    )(final_state)
+    query = keras.layers.Reshape((1, width), name=f"{name}_query_step")(query)
+    if kind == "additive":
+        # Keras scores v . tanh(q + k); projecting the keys first gives Bahdanau's
+        # v . tanh(W_q s + b + W_k h_t). Dense passes the states' mask on to the keys.
+        keys = keras.layers.Dense(
+            width,
+            use_bias=False,
+            kernel_initializer=kernel_initializer(None, next(seeds)),
+            name=f"{name}_keys",
+        )(states)
+        layer = keras.layers.AdditiveAttention(name=name)
+        context, weights = layer([query, states, keys], return_attention_scores=True)
+        # Keras draws v unseeded; redraw it from the seed so the model is reproducible.
+        layer.scale.assign(keras.initializers.GlorotUniform(seed=next(seeds))((width,)))
+    else:
+        layer = keras.layers.Attention(use_scale=True, name=name)
+        context, weights = layer([query, states], return_attention_scores=True)
+        layer.scale.assign(1.0 / math.sqrt(state_size))
+    # The query has no mask, so neither has the context: nothing after pooling sees one.
+    context = keras.layers.Reshape((state_size,), name=f"{name}_context")(context)
+    return context, weights
 
-    def __init__(
-        self,
-        kind: str = "additive",
-        units: int | None = None,
-        return_attention: bool = False,
-        seed: int | None = None,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        check_choice("attention kind", kind, POOLING_KINDS)
-        if units is not None and units < 1:
-            raise ValueError(f"units must be >= 1 or None, got {units!r}")
-        self.kind = kind
-        self.units = units
-        self.return_attention = return_attention
-        self.seed = seed
-        # The output is one vector per sequence, so no mask survives pooling.
-        self.supports_masking = True
 
-    def build(self, input_shape):
-        state_size = input_shape[-1]
-        if self.kind == "additive":
-            hidden = self.units or state_size
-            self.projection = self.add_weight(
-                name="projection",
-                shape=(state_size, hidden),
-                initializer=keras.initializers.GlorotUniform(seed=self.seed),
-            )
-            self.projection_bias = self.add_weight(
-                name="projection_bias", shape=(hidden,), initializer="zeros"
-            )
-            self.score_vector = self.add_weight(
-                name="score_vector",
-                shape=(hidden,),
-                initializer=keras.initializers.GlorotUniform(
-                    seed=None if self.seed is None else self.seed + 1
-                ),
-            )
-        else:
-            self.query = self.add_weight(
-                name="query",
-                shape=(state_size,),
-                initializer=keras.initializers.RandomNormal(stddev=1.0, seed=self.seed),
-            )
-
-    def call(self, inputs, mask=None):
-        if self.kind == "additive":
-            hidden = ops.tanh(ops.matmul(inputs, self.projection) + self.projection_bias)
-            scores = ops.einsum("bth,h->bt", hidden, self.score_vector)
-        else:
-            scale = 1.0 / math.sqrt(inputs.shape[-1])
-            scores = ops.einsum("btd,d->bt", inputs, self.query) * scale
-        if mask is not None:
-            scores = ops.where(mask, scores, ops.full_like(scores, _MASKED_SCORE))
-        weights = ops.softmax(scores, axis=-1)
-        if mask is not None:
-            # A sequence that is all padding would otherwise spread weight
-            # uniformly over padding; multiplying keeps padding at exactly 0.
-            weights = weights * ops.cast(mask, weights.dtype)
-        context = ops.einsum("bt,btd->bd", weights, inputs)
-        if self.return_attention:
-            return context, weights
-        return context
-
-    def compute_mask(self, inputs, mask=None):
-        return None
-
-    def compute_output_shape(self, input_shape):
-        context_shape = (input_shape[0], input_shape[-1])
-        if self.return_attention:
-            return context_shape, (input_shape[0], input_shape[1])
-        return context_shape
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            kind=self.kind,
-            units=self.units,
-            return_attention=self.return_attention,
-            seed=self.seed,
-        )
-        return config
+def _attention_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    # AdditiveAttention subclasses Attention.
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.Attention)]
 
 
 def attention_weights_model(model: keras.Model) -> keras.Model:
-    """A model from `model`'s inputs to the (batch, T) weights of its AttentionPooling.
+    """A model from `model`'s inputs to the (batch, T) weights of its attention pooling.
 
     The new model shares the trained layers (no copy), so it can be built once
     and called after training to plot where the encoder looked. `model` is a
-    build_model model (freshly built or loaded); for a served model pass its
-    core, since the pooling layer sits inside the nested core model.
+    build_model model, freshly built or loaded from disk; for a served model
+    pass its core, since the attention layer sits inside the nested core model.
     """
-    poolings = [layer for layer in model.layers if isinstance(layer, AttentionPooling)]
-    if not poolings:
+    attentions = _attention_layers(model)
+    if not attentions:
+        nested = [layer.name for layer in model.layers if isinstance(layer, keras.Model)]
+        hint = f"; pass the nested core model ({', '.join(nested)}) instead" if nested else ""
         raise ValueError(
-            f"model {model.name!r} has no AttentionPooling layer "
-            "(it was built with attention='none' or a non-recurrent encoder)"
+            f"model {model.name!r} has no attention layer "
+            f"(it was built with attention='none' or a non-recurrent encoder){hint}"
         )
-    if len(poolings) > 1:
+    if len(attentions) > 1:
         raise ValueError(
-            f"model {model.name!r} has {len(poolings)} AttentionPooling layers, expected one"
+            f"model {model.name!r} has {len(attentions)} attention layers, expected one"
         )
-    pooling = poolings[0]
-    if not pooling.return_attention:
+    attention = attentions[0]
+    outputs = attention.output
+    if not isinstance(outputs, (list, tuple)) or len(outputs) != 2:
         raise ValueError(
-            f"AttentionPooling {pooling.name!r} of model {model.name!r} was built with "
-            "return_attention=False, so its weights are not part of the graph"
+            f"attention layer {attention.name!r} of model {model.name!r} was not called with "
+            "return_attention_scores=True, so its weights are not part of the graph"
         )
-    _, weights = pooling.output
+    weights = keras.layers.Flatten(name=f"{attention.name}_weights")(outputs[1])
     return keras.Model(model.input, weights, name=f"{model.name}_attention_weights")

@@ -8,14 +8,19 @@ Every model is input -> encoder -> head:
   `layers` mean the same thing for every encoder.
 - simple_rnn / lstm / gru: `layers` stacked recurrent layers of `units`
   (optionally bidirectional). The last layer returns its final state, or all
-  its states when attention pools them. Images are read row by row, so an
-  HxWxC image is H time steps of W*C features. One dense block of `units`
+  its states and its final state when attention pools them (the final state
+  queries the attention; see models/attention.py). Images are read row by
+  row, so an HxWxC image is H time steps of W*C features. One dense block of `units`
   (with BN, the activation and dropout) then sits between the encoder and the
   output layer, so batch_norm, activation and dropout act on recurrent models
   too. The recurrent cells keep their classic tanh/sigmoid nonlinearities.
 Token inputs first go through an Embedding (id 0 = padding, masked for the
 recurrent encoders). The head is Dense(num_classes, softmax) for classification or Dense(1) linear
 for regression (num_classes == 0).
+
+Every layer is a built-in Keras layer, so a saved model loads with
+`keras.saving.load_model(path, safe_mode=True)` in a process that never
+imports this package.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections.abc import Iterator
 
 import keras
 
-from models.attention import AttentionPooling
+from models.attention import attention_pooling
 from models.blocks import (
     ATTENTIONS,
     ENCODERS,
@@ -197,8 +202,12 @@ def _recurrent_encoder(
     if input_kind == "image" and len(input_shape) == 3:
         height, width, channels = input_shape
         x = keras.layers.Reshape((height, width * channels), name="rows_as_steps")(x)
+    pooled = attention != "none"
     for index in range(layers):
-        return_sequences = index < layers - 1 or attention != "none"
+        last = index == layers - 1
+        return_sequences = not last or pooled
+        # The last layer of a pooled encoder also returns its final state: the query.
+        return_state = last and pooled
         layer = recurrent_layer(
             encoder,
             block.units,
@@ -206,6 +215,7 @@ def _recurrent_encoder(
             seeds=seeds,
             name=f"{encoder}{index}",
             return_sequences=return_sequences,
+            return_state=return_state,
         )
         if bidirectional:
             # An explicit backward layer gets its own seeds; Keras would
@@ -218,19 +228,27 @@ def _recurrent_encoder(
                 seeds=seeds,
                 name=f"{encoder}{index}_backward",
                 return_sequences=return_sequences,
+                return_state=return_state,
                 go_backwards=True,
             )
             layer = keras.layers.Bidirectional(
                 layer, backward_layer=backward, name=f"bidirectional{index}"
             )
         x = layer(x)
-    if attention != "none":
-        # The weights stay in the graph (unused by the head) so that
-        # attention_weights_model can expose them without rebuilding anything.
-        x, _ = AttentionPooling(
-            kind=attention, return_attention=True, seed=next(seeds), name="attention_pooling"
-        )(x)
-    return x
+    if not pooled:
+        return x
+    states, final_states = x[0], list(x[1:])
+    if encoder == "lstm":
+        # An LSTM returns (h, c) per direction; h is the state it outputs.
+        final_states = final_states[::2]
+    if len(final_states) == 1:
+        final_state = final_states[0]
+    else:
+        final_state = keras.layers.Concatenate(name="final_state")(final_states)
+    # The weights stay in the graph (unused by the head) so that
+    # attention_weights_model can expose them without rebuilding anything.
+    context, _ = attention_pooling(states, final_state, attention, seed=next(seeds))
+    return context
 
 
 def _output_layer(

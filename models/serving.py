@@ -1,11 +1,13 @@
 """Wrap a trained core model with its preprocessing so the saved model takes raw data.
 
 Raw inputs the served model accepts:
-- uint8 (or any integer) images of the core's HxW(xC) shape: cast to float32
-  (because the core takes floats), then e.g. an adapted
-  `keras.layers.Normalization`.
-- integer token ids for a token core: passed through uncast (no preprocessing,
-  or any layer mapping ids to ids).
+- uint8 (or any integer) images of the core's HxW(xC) shape, for a core that
+  takes floats. The served model's input is then declared float32: Keras
+  converts integer numpy arrays and tensors to an Input's dtype in `predict`
+  and `__call__`, so feed the raw uint8 pixels as they are; an adapted
+  `keras.layers.Normalization` (or any layer taking floats) follows.
+- integer token ids for a token core: passed through at their raw dtype (no
+  preprocessing, or any layer mapping ids to ids).
 - strings: raw_shape=() (one string per example, a batch is a 1-D string
   tensor) and raw_dtype="string", then an adapted
   `keras.layers.TextVectorization(output_sequence_length=T)` producing the
@@ -13,32 +15,18 @@ Raw inputs the served model accepts:
   because TextVectorization squeezes a trailing axis of 1. Feed strings as a
   tf.string tensor, a tf.data.Dataset or a numpy object array: Keras's
   array adapter rejects numpy unicode ("<U") arrays.
-Everything is a built-in or registered layer, so the result loads with
-`keras.saving.load_model(path, safe_mode=True)`.
+Nothing custom is added (no Lambda, no registered class): with built-in
+preprocessing and a build_model core, the result loads with
+`keras.saving.load_model(path, safe_mode=True)` in a process that never
+imports this package.
 """
 
 from __future__ import annotations
 
 import keras
 import numpy as np
-from keras import ops
 
 _INTEGER_KINDS = ("i", "u")  # numpy dtype kinds of signed and unsigned integers
-
-
-@keras.saving.register_keras_serializable(package="deeplearning_tf")
-class CastToFloat32(keras.layers.Layer):
-    """Cast integer pixels to float32: a serializable stand-in for a Lambda."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.supports_masking = True
-
-    def call(self, inputs):
-        return ops.cast(inputs, "float32")
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
 
 def _is_integer(dtype: str) -> bool:
@@ -53,17 +41,19 @@ def with_preprocessing(
     raw_dtype: str,
     name: str = "served_model",
 ) -> keras.Model:
-    """raw input -> [cast integers to float32 for a float core] -> [preprocessing] -> core.
+    """raw input -> [preprocessing] -> core; integer raw data for a float core enters as float32.
 
     The preprocessing layer must already be adapted. Its output shape must
     match the core's input shape, which is checked here rather than at the
     first prediction.
     """
     raw_shape = tuple(raw_shape)
-    inputs = keras.Input(shape=raw_shape, dtype=raw_dtype, name="raw_inputs")
-    x = inputs
+    input_dtype = raw_dtype
     if _is_integer(raw_dtype) and not _is_integer(core.inputs[0].dtype):
-        x = CastToFloat32(name="cast_to_float32")(x)
+        # The Input converts the integers; a cast layer would be a custom class.
+        input_dtype = "float32"
+    inputs = keras.Input(shape=raw_shape, dtype=input_dtype, name="raw_inputs")
+    x = inputs
     if preprocessing is not None:
         x = preprocessing(x)
     expected = tuple(core.inputs[0].shape[1:])

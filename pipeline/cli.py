@@ -22,8 +22,18 @@ EXAMPLES = {
     "tune": "pipeline tune --config pipeline/configs/fashion_mnist.toml",
     "ui": "pipeline ui --port 5000",
     "show": "pipeline show --json",
+    "study": "pipeline study batchnorm --quick",
     "predict": "pipeline predict digit.png   |   pipeline predict --name clinc_oos 'book a table for two'",
 }
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where there is one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False, [], argparse.SUPPRESS) or "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,7 +50,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
                         help=f"TOML config (default: {DEFAULT_CONFIG.relative_to(DEFAULT_CONFIG.parents[2])})")
     parser.add_argument("--set", dest="overrides", metavar="SECTION.KEY=VALUE", action="append", default=[],
                         help="override one config key; repeatable (e.g. --set train.epochs=5)")
-    parser.add_argument("--no-cache", action="store_true", help="recompute every stage (default: reuse cached ones)")
+    parser.add_argument("--no-cache", action="store_true", help="recompute every stage instead of reusing cached ones")
     parser.add_argument("--from", dest="from_stage", metavar="STAGE", default=None,
                         help=f"recompute this stage and those after it; one of: {', '.join(STAGES)}")
     parser.add_argument("--hparams", metavar="FILE.json", default=None,
@@ -60,33 +70,41 @@ def build_parser() -> argparse.ArgumentParser:
         description="A TFX-style pipeline (ingest -> validate -> preprocess -> tune -> train -> evaluate -> push) "
                     "on TensorFlow Datasets, KerasTuner and MLflow.",
         epilog="Example: pipeline run    (runs the embedded default dataset end to end)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Formatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = commands.add_parser("run", help="run the whole pipeline", epilog=f"Example: {EXAMPLES['run']}",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                              formatter_class=_Formatter)
     _add_config_options(run)
     tune = commands.add_parser("tune", help="run the pipeline up to and including tune",
                                epilog=f"Example: {EXAMPLES['tune']}",
-                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                               formatter_class=_Formatter)
     _add_config_options(tune)
     ui = commands.add_parser("ui", help="start the MLflow UI on this machine's store", epilog=f"Example: {EXAMPLES['ui']}",
-                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ui.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; anything else warns)")
+                             formatter_class=_Formatter)
+    ui.add_argument("--host", default=None, help="address to bind (default: 127.0.0.1; any other address warns)")
     ui.add_argument("--port", type=int, default=5000, help="port to listen on")
     predict = commands.add_parser("predict", help="classify image files, text lines or a JSON array",
                                   epilog=f"Example: {EXAMPLES['predict']}",
-                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                  formatter_class=_Formatter)
     predict.add_argument("inputs", nargs="+", metavar="INPUT",
                          help="image files (PNG/JPEG), text lines (or .txt files of lines), or one JSON array")
     predict.add_argument("--model", default="champion", help="'champion', a registered version number, or a .keras file")
     predict.add_argument("--name", default="digits", help="registered model name (pipeline.name)")
     predict.add_argument("--top", type=int, default=3, help="how many classes to print per input")
     predict.add_argument("--json", action="store_true", help="print JSON on stdout")
+    study = commands.add_parser("study", help="reproduce a classic claim about BN, dropout, cells or attention",
+                                epilog=f"Example: {EXAMPLES['study']}",
+                                formatter_class=_Formatter)
+    study.add_argument("name", choices=("batchnorm", "init", "dropout", "cells", "attention", "all"),
+                       help="which study")
+    study.add_argument("--quick", action="store_true", help="small sizes: about a minute or two per study")
+    study.add_argument("--reports", metavar="DIR", default=None, help="where reports go (default: reports/)")
+    _add_verbosity(study)
     show = commands.add_parser("show", help="summarise the latest (or a given) pipeline run",
                                epilog=f"Example: {EXAMPLES['show']}",
-                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    show.add_argument("run_id", nargs="?", default=None, help="a pipeline run id (default: the latest)")
+                               formatter_class=_Formatter)
+    show.add_argument("run_id", nargs="?", default=None, help="a pipeline run id (default: the latest run)")
     show.add_argument("--name", default="digits", help="pipeline name (the MLflow experiment)")
     show.add_argument("--json", action="store_true", help="print JSON on stdout")
     return parser
@@ -113,6 +131,16 @@ def _command_run(args: argparse.Namespace, until: str) -> int:
     options = Options(no_cache=args.no_cache, from_stage=args.from_stage, until_stage=until,
                       hparams=args.hparams, verbose=level)
     return run_pipeline(config, options)
+
+
+def _command_study(args: argparse.Namespace) -> int:
+    import studies
+
+    names = studies.STUDIES if args.name == "all" else (args.name,)
+    for name in names:
+        result = studies.run_study(name, quick=args.quick, reports_dir=Path(args.reports) if args.reports else None)
+        console.info(f"{name}: {result.get('verdict', '')}")
+    return 0
 
 
 def _command_ui(args: argparse.Namespace) -> int:
@@ -146,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline.predict import command
 
             return command(args.inputs, args.model, args.name, args.top, args.json)
+        if args.command == "study":
+            return _command_study(args)
         if args.command == "show":
             from pipeline.show import show
 

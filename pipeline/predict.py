@@ -34,7 +34,13 @@ def load(model: str, name: str) -> tuple[Any, list[str], dict[str, Any]]:
         names_file, info_file = path.with_name(CLASS_NAMES_FILE), path.with_name(INPUT_INFO_FILE)
         names = json.loads(names_file.read_text()) if names_file.is_file() else []
         input_info = json.loads(info_file.read_text()) if info_file.is_file() else {}
-        return keras.saving.load_model(path, safe_mode=True), names, input_info
+        try:
+            loaded = keras.saving.load_model(path, safe_mode=True)
+        except ValueError as exc:
+            # safe_mode refuses layers that would run arbitrary Python code (Lambda) on load.
+            reason = str(exc).strip().splitlines()[0]
+            raise ConfigError(f"refused to load {model}: {reason}") from None
+        return loaded, names, input_info
     mlflow.set_tracking_uri(tracking.tracking_uri())
     if model == ALIAS_CHAMPION:
         uri = f"models:/{name}@{ALIAS_CHAMPION}"

@@ -91,6 +91,16 @@ def _find_cached(client, experiment_id: str, planned: Planned) -> tuple[artifact
     return None
 
 
+def _sealed_meanwhile(step: Planned) -> artifacts.Artifact | None:
+    """The artifact another process sealed under this fingerprint while we waited, if it verifies."""
+    if not step.final.is_dir():
+        return None
+    try:
+        return artifacts.load(step.final, verify=True)
+    except artifacts.ArtifactError:
+        return None
+
+
 def _champion_key(client, config: Config, train_fingerprint: str) -> str:
     """What evaluate compares against: "none" when there is no other champion than this very model."""
     try:
@@ -191,23 +201,25 @@ def _execute(config: Config, options: Options, steps: list[Planned], client, par
         started = time.perf_counter()
         tags = {TAG_STAGE: name, TAG_FINGERPRINT: step.fingerprint, TAG_ARTIFACT_DIR: str(step.final),
                 **tracking.process_tags("stage")}
-        with mlflow.start_run(run_name=name, nested=True, tags=tags) as run:
-            tracking.log_params(flatten_sections(config, step.stage.sections))
-            if step.cached is None:
-                with _stage_lock(step.final):
-                    hit = None if options.no_cache or options.from_stage else _find_cached(
-                        client, run.info.experiment_id, step)
-                    if hit is not None:  # another process finished it while we waited for the lock
-                        step.cached, step.cached_run_id = hit
-                    else:
-                        done[name] = _run_stage(step, config, options, done, run.info.run_id)
-            if step.cached is not None:
-                done[name] = step.cached
-                mlflow.set_tags({TAG_CACHED: "true", TAG_CACHED_FROM: step.cached_run_id or ""})
-                _copy_metrics(client, step.cached_run_id, run.info.run_id)
-            else:
-                mlflow.set_tag(TAG_CACHED, "false")
-            mlflow.log_dict(json.loads(json.dumps(done[name].properties, default=str)), "artifact_properties.json")
+        # Not a `with` block: MLflow's context manager would end the run FAILED on Ctrl-C; run_pipeline
+        # ends every active run with the right status (FAILED or KILLED) when a stage raises.
+        run = mlflow.start_run(run_name=name, nested=True, tags=tags)
+        tracking.log_params(flatten_sections(config, step.stage.sections))
+        if step.cached is None:
+            with _stage_lock(step.final):
+                sealed = None if options.no_cache or options.from_stage else _sealed_meanwhile(step)
+                if sealed is not None:  # another process finished it while we waited for the lock
+                    step.cached, step.cached_run_id = sealed, sealed.producer_run_id
+                else:
+                    done[name] = _run_stage(step, config, options, done, run.info.run_id)
+        if step.cached is not None:
+            done[name] = step.cached
+            mlflow.set_tags({TAG_CACHED: "true", TAG_CACHED_FROM: step.cached_run_id or ""})
+            _copy_metrics(client, step.cached_run_id, run.info.run_id)
+        else:
+            mlflow.set_tag(TAG_CACHED, "false")
+        mlflow.log_dict(json.loads(json.dumps(done[name].properties, default=str)), "artifact_properties.json")
+        mlflow.end_run("FINISHED")
         seconds = time.perf_counter() - started
         outcomes.append(Outcome(name, step.cached is not None, seconds, run.info.run_id, done[name].properties))
         console.stage_end(index, len(steps), name, step.cached is not None, seconds, done[name].properties)
@@ -239,7 +251,13 @@ def run_pipeline(config: Config, options: Options) -> int:
     for run_id in tracking.fail_orphaned_runs(experiment_id):
         console.warn(f"run {run_id} was left RUNNING by a process that died; marked FAILED")
     steps = plan(config, options, client, experiment_id)
-    preflight(config, steps, options.verbose)
+    try:
+        preflight(config, steps, options.verbose)
+    except ConfigError:
+        raise
+    except Exception as exc:  # e.g. TFDS failing to prepare a dataset: nothing has been recorded yet
+        console.error(f"the dataset could not be prepared: {type(exc).__name__}: {exc}")
+        return EXIT_FAILED
 
     parent = mlflow.start_run(run_name=f"{config.pipeline.name}-{time.strftime('%Y%m%d-%H%M%S')}",
                               tags=tracking.process_tags("pipeline"))

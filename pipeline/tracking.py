@@ -8,10 +8,12 @@ as MLflow users expect; with a SQLite URI the rest follows the database file.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 from pipeline.names import TAG_KIND, TAG_PID
@@ -20,6 +22,8 @@ from pipeline.names import TAG_KIND, TAG_PID
 # need longer, so the driver waits this long for a lock before "database is locked".
 SQLITE_TIMEOUT_S = 60
 HOST_TAG = "pipeline.host"
+# Where stage artifacts and SavedModel exports go when the tracking store is not a local SQLite file.
+STORE_ENV = "PIPELINE_STORE_DIR"
 
 
 def project_home() -> Path:
@@ -43,7 +47,9 @@ def tracking_uri() -> str:
 
 
 def store_dir() -> Path:
-    """The local directory for artifacts: next to a SQLite database, else `<home>/mlruns`."""
+    """The local directory for artifacts: PIPELINE_STORE_DIR, else next to a SQLite database, else `<home>/mlruns`."""
+    if os.environ.get(STORE_ENV):
+        return Path(os.environ[STORE_ENV]).expanduser().resolve()
     db = _sqlite_path(tracking_uri())
     if db is not None:
         return db.resolve().parent
@@ -71,7 +77,30 @@ def setup(experiment: str):
 
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient()
+    # Two pipelines starting on a new SQLite store would both create its tables; one waits for the other.
+    with _store_lock():
+        client = mlflow.MlflowClient()
+        return _ensure_experiment(client, experiment)
+
+
+@contextmanager
+def _store_lock() -> Iterator[None]:
+    if _sqlite_path(tracking_uri()) is None:
+        yield
+        return
+    directory = store_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".setup.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _ensure_experiment(client, experiment: str) -> str:
+    import mlflow
+
     found = client.get_experiment_by_name(experiment)
     if found is not None:
         if found.lifecycle_stage == "deleted":

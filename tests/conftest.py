@@ -45,6 +45,11 @@ class Store:
                               capture_output=True, text=True, timeout=timeout)
         return Result(done.returncode, done.stdout, done.stderr, time.perf_counter() - started)
 
+    def popen(self, *args: str) -> subprocess.Popen:
+        """A pipeline process whose output (stdout and stderr together) the test reads as it comes."""
+        return subprocess.Popen([*PIPELINE, *args], cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+
     def client(self):
         import mlflow
 
@@ -88,3 +93,12 @@ def default_run(tmp_path_factory, tfds_dir) -> DefaultRun:
     assert second.returncode == 0, second.stderr[-4000:]
     sys.stderr.write(f"\ndefault pipeline run: first {first.seconds:.1f}s, cached re-run {second.seconds:.1f}s\n")
     return DefaultRun(store, first, second)
+
+
+# A quick configuration for tests that need their own pipeline runs: no search, few epochs.
+FAST_ARGS = ("--set", "tune.enabled=false", "--set", "train.epochs=3", "--set", "evaluate.min_accuracy=0", "-q")
+
+
+@pytest.fixture
+def fast() -> tuple[str, ...]:
+    return FAST_ARGS

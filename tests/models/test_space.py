@@ -53,8 +53,13 @@ def test_every_enumerated_combination_builds_the_model_it_describes():
         )
         assert model_kwargs["attention"] == combination.get("attention", "none")
         model = hypermodel.build(_hyperparameters(combination))
-        has_pooling = any(isinstance(layer, models.AttentionPooling) for layer in model.layers)
-        assert has_pooling == (model_kwargs["attention"] != "none")
+        attention_layers = [
+            type(layer).__name__
+            for layer in model.layers
+            if isinstance(layer, keras.layers.Attention)  # AdditiveAttention included
+        ]
+        expected = {"none": [], "additive": ["AdditiveAttention"], "dot": ["Attention"]}
+        assert attention_layers == expected[model_kwargs["attention"]]
         assert model.optimizer.momentum == combination.get("momentum", 0.0)
         assert train_kwargs["batch_size"] == BASE_TRAIN["batch_size"]
 

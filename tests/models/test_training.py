@@ -119,7 +119,13 @@ def test_served_image_model_takes_uint8_and_round_trips(rng, tmp_path):
     )
 
     served = models.with_preprocessing(core, normalization, raw_shape=(6, 5), raw_dtype="uint8")
-    assert served.input.dtype == "uint8"
+    # No cast layer: the float32 Input converts the uint8 pixels itself.
+    assert served.input.dtype == "float32"
+    assert [type(layer).__name__ for layer in served.layers] == [
+        "InputLayer",
+        "Normalization",
+        "Functional",
+    ]
     expected = core(normalization(raw.astype("float32")), training=False)
     np.testing.assert_allclose(served(raw, training=False), expected, rtol=1e-6)
     _assert_round_trip(served, raw, tmp_path / "served.keras")
@@ -172,6 +178,6 @@ def test_integer_token_ids_reach_a_token_core_uncast(make_inputs, vocab_size):
         seed=0,
     )
     served = models.with_preprocessing(core, None, raw_shape=(7,), raw_dtype="int32")
-    assert not [layer for layer in served.layers if isinstance(layer, models.CastToFloat32)]
+    assert served.input.dtype == "int32"
     tokens = make_inputs("tokens", (7,), n=4)
     np.testing.assert_array_equal(served(tokens), core(tokens))

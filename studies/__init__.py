@@ -1,0 +1,53 @@
+"""Reproductions of the classic deep-learning claims, measured through the project's own code.
+
+`run_study(name, quick=...)` runs one study (or "all"), logs one MLflow parent
+run per study in the experiment "studies" with one nested run per grid cell,
+and writes `reports/<study>.md` and `reports/<study>.json`. Nothing here imports
+TensorFlow until a study runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+STUDIES = ("batchnorm", "init", "dropout", "cells", "attention")
+ALL = "all"  # runs every study in STUDIES order
+
+
+def run_study(
+    name: str,
+    *,
+    quick: bool,
+    reports_dir: Path | None = None,
+    data_dir: str | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Run study `name` and return its JSON payload (for "all": {study: payload}).
+
+    quick sizes each study for about a minute on two CPU cores; reports_dir
+    defaults to `<repo>/reports`; data_dir is the TFDS data_dir the synthetic
+    builders prepare into (and the first place fashion_mnist is looked for).
+    """
+    if name == ALL:
+        return {
+            study: run_study(study, quick=quick, reports_dir=reports_dir, data_dir=data_dir, seed=seed)
+            for study in STUDIES
+        }
+    if name not in STUDIES:
+        raise ValueError(f"study must be one of {(*STUDIES, ALL)}, got {name!r}")
+    from studies.common import conduct, default_reports_dir
+
+    module = importlib.import_module(f"studies.{name}")
+    return conduct(
+        module,
+        name,
+        quick=quick,
+        reports_dir=Path(reports_dir) if reports_dir is not None else default_reports_dir(),
+        data_dir=data_dir,
+        seed=seed,
+    )
+
+
+__all__ = ["ALL", "STUDIES", "run_study"]
