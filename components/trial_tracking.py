@@ -49,17 +49,25 @@ def fail_on_nan():
     return FailOnNaN()
 
 
-def tracked(tuner_class: type) -> type:
+def tracked(tuner_class: type, *, trial_parent: str | None = None, verbose: int = 1) -> type:
+    """`tuner_class` with MLflow runs per trial, nested under the active run or `trial_parent`."""
+    import os
+
     import mlflow
     from keras_tuner.engine import trial as trial_module
 
+    from pipeline import console, tracking
+
     class TrackedTuner(tuner_class):
+        trials_run = 0
+
         def on_trial_begin(self, trial) -> None:
             super().on_trial_begin(trial)
-            run = mlflow.start_run(run_name=f"trial-{trial.trial_id}", nested=True,
-                                   tags={TRIAL_TAG: trial.trial_id, "pipeline.kind": "trial"})
-            values = {k: v for k, v in trial.hyperparameters.values.items()}
-            mlflow.log_params(values)
+            tags = {**tracking.process_tags("trial"), TRIAL_TAG: trial.trial_id,
+                    "pipeline.tuner_id": os.environ.get("KERASTUNER_TUNER_ID", "standalone")}
+            run = mlflow.start_run(run_name=f"trial-{trial.trial_id}", nested=True, parent_run_id=trial_parent,
+                                   tags=tags)
+            mlflow.log_params(dict(trial.hyperparameters.values))
             self._trial_run_id = run.info.run_id
 
         def run_trial(self, trial, *args, **kwargs):
@@ -68,21 +76,43 @@ def tracked(tuner_class: type) -> type:
 
         def on_trial_end(self, trial) -> None:
             super().on_trial_end(trial)
+            self.trials_run += 1
             active = mlflow.active_run()
             if active is None or active.info.run_id != getattr(self, "_trial_run_id", None):
                 return
-            status = trial.status
-            if status == trial_module.TrialStatus.COMPLETED and trial.score is not None:
-                mlflow.log_metric("objective", float(trial.score))
+            score = trial.score
+            if score is None and trial.status == trial_module.TrialStatus.COMPLETED:
+                # A distributed worker's copy of the trial is not scored; the chief's oracle has the score.
+                score = self.oracle.get_trial(trial.trial_id).score
+            if trial.status == trial_module.TrialStatus.COMPLETED and score is not None:
+                mlflow.log_metric("objective", float(score))
                 mlflow.set_tag("pipeline.trial_status", "COMPLETED")
                 mlflow.end_run("FINISHED")
+                outcome = f"{self.oracle.objective.name} {float(score):.4f}"
             else:
                 reason = (trial.message or "no reason given").strip().splitlines()
-                mlflow.set_tag("pipeline.trial_status", str(status))
+                mlflow.set_tag("pipeline.trial_status", str(trial.status))
                 mlflow.set_tag("pipeline.error", reason[-1][:5000] if reason else "")
                 if trial.message:
                     mlflow.log_text(trial.message, "trial_error.txt")
                 mlflow.end_run("FAILED")
+                outcome = f"FAILED ({reason[-1][:200] if reason else 'no reason'})"
+            if verbose >= 1:
+                console.info(f"tune: trial {trial.trial_id} ({self.trials_run} run here"
+                             f"{_budget(self.oracle)}): {outcome}; best so far {_best(self.oracle)}")
 
     TrackedTuner.__name__ = f"Tracked{tuner_class.__name__}"
     return TrackedTuner
+
+
+def _budget(oracle) -> str:
+    limit = getattr(oracle, "max_trials", None)
+    return f", budget {limit} trials" if limit else ""
+
+
+def _best(oracle) -> str:
+    try:
+        best = oracle.get_best_trials(1)
+    except Exception:  # a worker's oracle client may not answer this between trials
+        return "n/a"
+    return f"{best[0].score:.4f}" if best and best[0].score is not None else "n/a"

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from components.data import load_arrays
+from pipeline import console
 from pipeline.artifacts import Artifact, write_json
 from pipeline.config import Config, ConfigError
 from pipeline.names import BEST_HPARAMS, TRIALS_TABLE
 
+CHIEF_TAG = "pipeline.tune_chief"  # on the chief's tune run: where its oracle listens; workers look for it
+_BOOLEAN_KEYS = ("batch_norm", "bidirectional")
 _TUNABLE = ("encoder", "attention", "units", "layers", "batch_norm", "dropout", "activation", "bidirectional",
             "embedding_dim", "optimizer", "learning_rate", "momentum", "batch_size")
 
@@ -64,7 +69,7 @@ def _tuner_class(algorithm: str):
     }[algorithm]
 
 
-def _make_tuner(config: Config, hypermodel, directory: Path):
+def _make_tuner(config: Config, hypermodel, directory: Path, *, trial_parent: str | None, verbose: int):
     """The configured KerasTuner tuner, with every trial recorded as a nested MLflow run."""
     import keras_tuner
 
@@ -82,9 +87,15 @@ def _make_tuner(config: Config, hypermodel, directory: Path):
         overwrite=False,  # reload the oracle's state: a killed search resumes
         max_consecutive_failed_trials=max(3, tune.max_trials),
     )
+    tracked_class = tracked(_tuner_class(tune.algorithm), trial_parent=trial_parent, verbose=verbose)
     if tune.algorithm == "hyperband":
-        return tracked(_tuner_class("hyperband"))(max_epochs=tune.max_epochs, factor=3, hyperband_iterations=1, **common)
-    return tracked(_tuner_class(tune.algorithm))(max_trials=tune.max_trials, **common)
+        return tracked_class(max_epochs=tune.max_epochs, factor=3, hyperband_iterations=1, **common)
+    return tracked_class(max_trials=tune.max_trials, **common)
+
+
+def _clean(values: dict[str, Any]) -> dict[str, Any]:
+    """Tuned values without KerasTuner's bookkeeping keys, booleans as booleans (it stores them as 0/1)."""
+    return {k: bool(v) if k in _BOOLEAN_KEYS else v for k, v in values.items() if not k.startswith("tuner/")}
 
 
 def _trials_table(tuner, objective: str) -> list[dict[str, Any]]:
@@ -93,7 +104,7 @@ def _trials_table(tuner, objective: str) -> list[dict[str, Any]]:
         score = trial.score
         row = {"trial_id": trial.trial_id, "status": str(trial.status),
                objective: None if score is None or (isinstance(score, float) and math.isnan(score)) else float(score)}
-        row.update(trial.hyperparameters.values)
+        row.update(_clean(trial.hyperparameters.values))
         rows.append(row)
     return sorted(rows, key=lambda r: r["trial_id"])
 
@@ -110,22 +121,27 @@ def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
         writer.writerows(rows)
 
 
-def run(transform: Artifact, config: Config, out: Path, *, hparams_file: str | None = None,
-        verbose: int = 1) -> dict[str, Any]:
-    import mlflow
+@dataclass(frozen=True)
+class Distributed:
+    """KerasTuner's own distributed mode: one chief runs the oracle, workers run the trials."""
 
-    if hparams_file or not config.tune.enabled:
-        best = _read_hparams(hparams_file) if hparams_file else {}
-        source = f"file {hparams_file}" if hparams_file else "[model]/[train] (tuning disabled)"
-        write_json(out / BEST_HPARAMS, best)
-        mlflow.log_dict(best, BEST_HPARAMS)
-        mlflow.set_tag("pipeline.tune_source", source)
-        return {"best": best, "source": source, "trials": 0}
+    role: str  # "chief" or "worker"
+    tuner_id: str  # "chief" for the chief; a unique id such as "tuner0" per worker
+    oracle_ip: str  # where the chief's oracle listens (gRPC)
+    oracle_port: int
 
+    def export(self) -> None:
+        """KerasTuner reads its distribution settings from the environment when a tuner is built."""
+        os.environ["KERASTUNER_TUNER_ID"] = self.tuner_id
+        os.environ["KERASTUNER_ORACLE_IP"] = self.oracle_ip
+        os.environ["KERASTUNER_ORACLE_PORT"] = str(self.oracle_port)
+
+
+def _search(transform: Artifact, config: Config, directory: Path, *, verbose: int, trial_parent: str | None = None):
+    """Build the hypermodel and the tracked tuner over `directory`, and run the search."""
     import keras
 
     import models
-    from components.plots import plot_tuning
 
     keras.utils.set_random_seed(config.pipeline.seed)
     props = transform.properties
@@ -138,23 +154,47 @@ def run(transform: Artifact, config: Config, out: Path, *, hparams_file: str | N
     # Hyperband resumes a trial from its parent's weights with a fresh optimizer; Keras warns about
     # the optimizer slots it does not restore, once per trial. Expected, so not shown.
     warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-    tuner = _make_tuner(config, hypermodel, out)
+    tuner = _make_tuner(config, hypermodel, directory, trial_parent=trial_parent, verbose=verbose)
     (x_train, y_train), (x_val, y_val) = load_arrays(transform, "train"), load_arrays(transform, "validation")
-    callbacks = []
+    callbacks = [keras.callbacks.TensorBoard(log_dir=str(directory / "tensorboard"), write_graph=False,
+                                             profile_batch=0)]
     if config.tune.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=config.tune.objective,
                                                        patience=config.tune.early_stopping_patience,
                                                        mode="max" if config.tune.objective == "val_accuracy" else "min"))
     tuner.search(x_train, y_train, validation_data=(x_val, y_val), epochs=config.tune.max_epochs,
                  batch_size=config.train.batch_size, callbacks=callbacks, verbose=1 if verbose >= 2 else 0)
+    return tuner
+
+
+def run(transform: Artifact, config: Config, out: Path, *, hparams_file: str | None = None,
+        verbose: int = 1, distributed: Distributed | None = None) -> dict[str, Any]:
+    import mlflow
+
+    if hparams_file or not config.tune.enabled:
+        best = _read_hparams(hparams_file) if hparams_file else {}
+        source = f"file {hparams_file}" if hparams_file else "[model]/[train] (tuning disabled)"
+        write_json(out / BEST_HPARAMS, best)
+        mlflow.log_dict(best, BEST_HPARAMS)
+        mlflow.set_tag("pipeline.tune_source", source)
+        return {"best": best, "source": source, "trials": 0}
+
+    from components.plots import plot_tuning
+
+    if distributed is not None:
+        distributed.export()
+        mlflow.set_tag(CHIEF_TAG, f"{distributed.oracle_ip}:{distributed.oracle_port}")
+        console.info(f"tune: chief oracle on {distributed.oracle_ip}:{distributed.oracle_port}; "
+                     "waiting for workers (`pipeline tune --role worker ...`) to run the trials")
+    tuner = _search(transform, config, out, verbose=verbose)
 
     rows = _trials_table(tuner, config.tune.objective)
     completed = [r for r in rows if r[config.tune.objective] is not None]
     if not completed:
         raise RuntimeError(f"all {len(rows)} tuning trials failed; see the FAILED trial runs in MLflow for why")
-    best_hp = tuner.get_best_hyperparameters(1)[0]
-    best = {k: v for k, v in best_hp.values.items() if not k.startswith("tuner/")}
-    best_score = float(tuner.oracle.get_best_trials(1)[0].score)
+    best_trial = tuner.oracle.get_best_trials(1)[0]
+    best = _clean(best_trial.hyperparameters.values)
+    best_score = float(best_trial.score)
     write_json(out / BEST_HPARAMS, best)
     _write_csv(rows, out / TRIALS_TABLE)
     figure = plot_tuning(rows, config.tune.objective, out / "tuning.png")
@@ -162,8 +202,17 @@ def run(transform: Artifact, config: Config, out: Path, *, hparams_file: str | N
     mlflow.log_artifact(str(out / TRIALS_TABLE))
     if figure is not None:
         mlflow.log_artifact(str(figure))
+    if (out / "tensorboard").is_dir():
+        mlflow.log_artifacts(str(out / "tensorboard"), "tensorboard")
     mlflow.log_metrics({f"best_{config.tune.objective}": best_score, "trials": len(rows),
                         "failed_trials": len(rows) - len(completed)})
     return {"best": best, "best_score": best_score, "objective": config.tune.objective, "trials": len(rows),
             "failed_trials": len(rows) - len(completed), "algorithm": config.tune.algorithm}
 
+
+def work(transform: Artifact, config: Config, directory: Path, *, chief_run_id: str, distributed: Distributed,
+         verbose: int = 1) -> int:
+    """A worker: takes trials from the chief's oracle until it has none left; returns how many it ran."""
+    distributed.export()
+    tuner = _search(transform, config, directory, verbose=verbose, trial_parent=chief_run_id)
+    return tuner.trials_run

@@ -267,6 +267,8 @@ def hyperparameters_to_kwargs(
     _check_keys("values", values, TUNABLE_MODEL_KEYS + TUNABLE_TRAIN_KEYS)
     _check_keys("base_model", base_model, BASE_MODEL_KEYS)
     _check_keys("base_train", base_train, BASE_TRAIN_KEYS)
+    # KerasTuner hands boolean choices back as 0/1 once a trial has been saved and reloaded.
+    values = {k: bool(v) if k in _BOOLEAN else v for k, v in values.items()}
     model_kwargs = {**base_model, **{k: v for k, v in values.items() if k in TUNABLE_MODEL_KEYS}}
     train_kwargs = {**base_train, **{k: v for k, v in values.items() if k in TUNABLE_TRAIN_KEYS}}
     encoder = model_kwargs.get("encoder", _defaults()["encoder"])

@@ -80,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
                                epilog=f"Example: {EXAMPLES['tune']}",
                                formatter_class=_Formatter)
     _add_config_options(tune)
+    tune.add_argument("--role", choices=("standalone", "chief", "worker"), default="standalone",
+                      help="distributed tuning with KerasTuner's own mode: the chief runs the oracle, "
+                           "workers (same --config/--set) run the trials")
+    tune.add_argument("--oracle", metavar="HOST:PORT", default=None,
+                      help="the chief's oracle address (default: $KERASTUNER_ORACLE_IP:$KERASTUNER_ORACLE_PORT, "
+                           "else 127.0.0.1:8000)")
+    tune.add_argument("--tuner-id", default=None,
+                      help="a worker's unique id, e.g. tuner0 (default: $KERASTUNER_TUNER_ID)")
     ui = commands.add_parser("ui", help="start the MLflow UI on this machine's store", epilog=f"Example: {EXAMPLES['ui']}",
                              formatter_class=_Formatter)
     ui.add_argument("--host", default=None, help="address to bind (default: 127.0.0.1; any other address warns)")
@@ -128,9 +136,34 @@ def _command_run(args: argparse.Namespace, until: str) -> int:
     if args.hparams and not Path(args.hparams).is_file():
         raise ConfigError(f"--hparams {args.hparams!r} is not a file; give a JSON file of hyperparameters")
     level = 0 if args.quiet else 2 if args.verbose else 1
+    role = getattr(args, "role", "standalone")
+    oracle, tuner_id = _distribution(args, role)
     options = Options(no_cache=args.no_cache, from_stage=args.from_stage, until_stage=until,
-                      hparams=args.hparams, verbose=level)
+                      hparams=args.hparams, verbose=level, role=role, tuner_id=tuner_id, oracle=oracle)
+    if role == "worker":
+        from pipeline.runner import run_worker
+
+        return run_worker(config, options)
     return run_pipeline(config, options)
+
+
+def _distribution(args: argparse.Namespace, role: str) -> tuple[str, str]:
+    """The oracle address and tuner id for distributed tuning, from options or KerasTuner's variables."""
+    if role == "standalone":
+        return "", ""
+    oracle = args.oracle
+    if oracle is None:
+        host = os.environ.get("KERASTUNER_ORACLE_IP", "127.0.0.1")
+        oracle = f"{host}:{os.environ.get('KERASTUNER_ORACLE_PORT', '8000')}"
+    host, _, port = oracle.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--oracle {oracle!r} is not HOST:PORT, e.g. 127.0.0.1:8000")
+    tuner_id = "chief" if role == "chief" else (args.tuner_id or os.environ.get("KERASTUNER_TUNER_ID", ""))
+    if role == "worker" and (not tuner_id or "chief" in tuner_id):
+        raise ConfigError("a worker needs a unique --tuner-id (e.g. tuner0) that does not contain 'chief'")
+    if args.hparams or args.no_cache or args.from_stage:
+        raise ConfigError("--role chief/worker runs a search: it does not combine with --hparams, --no-cache or --from")
+    return oracle, tuner_id
 
 
 def _command_study(args: argparse.Namespace) -> int:

@@ -42,6 +42,10 @@ class Options:
     until_stage: str = "push"  # stop after this stage (`pipeline tune` stops after tune)
     hparams: str | None = None  # JSON file of fixed hyperparameters: skips the search
     verbose: int = 1  # 0 quiet, 1 normal, 2 verbose
+    role: str = "standalone"  # tuning: standalone, or KerasTuner's distributed chief / worker
+    tuner_id: str = ""  # distributed tuning: this process's KerasTuner id
+    oracle: str = ""  # distributed tuning: HOST:PORT of the chief's oracle
+    wait_s: float = 900.0  # a worker waits this long for the chief's preprocess artifact and tune run
 
 
 @dataclass
@@ -121,7 +125,7 @@ def plan(config: Config, options: Options, client, experiment_id: str) -> list[P
         inputs = {name: planned[name].fingerprint for name in stage.inputs}
         extra: dict[str, Any] = {}
         if stage.name == "tune" and hparams_text is not None:
-            extra["hparams"] = hparams_text
+            extra["hparams_content"] = hparams_text
         if stage.name == "evaluate":
             extra["champion"] = _champion_key(client, config, planned["train"].fingerprint)
         fp = fingerprint(stage.name, stage.module, _section_values(config, stage.sections), inputs, extra)
@@ -180,7 +184,8 @@ def _run_stage(step: Planned, config: Config, options: Options, inputs: dict[str
     work = artifacts.partial_dir(step.final)
     work.mkdir(parents=True, exist_ok=True)
     call = StageCall(config=config, inputs=inputs, out=work, run_id=run_id, fingerprint=step.fingerprint,
-                     options={"hparams": options.hparams, "verbose": options.verbose, **step.extra})
+                     options={"hparams": options.hparams, "verbose": options.verbose, "role": options.role,
+                              "tuner_id": options.tuner_id, "oracle": options.oracle, **step.extra})
     properties = step.stage.call(step.stage.component(), call) or {}
     artifact = artifacts.Artifact(
         type=step.stage.artifact_type, uri=str(step.final), fingerprint=step.fingerprint,
@@ -306,3 +311,44 @@ def _log_summary(outcomes: list[Outcome]) -> None:
         if outcome.stage == "evaluate":
             mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
             mlflow.set_tag("pipeline.blessed", str(outcome.properties.get("blessed")).lower())
+
+
+def run_worker(config: Config, options: Options) -> int:
+    """A distributed-tuning worker: wait for the chief's search, run trials from its oracle, exit."""
+    import mlflow
+
+    from components import tune
+    from components.tune import CHIEF_TAG
+
+    experiment_id = tracking.setup(config.pipeline.name)
+    client = mlflow.MlflowClient()
+    steps = {step.stage.name: step for step in plan(config, Options(until_stage="tune"), client, experiment_id)}
+    if not config.tune.enabled:
+        raise ConfigError("tune.enabled = false: there is no search for a worker to join")
+    deadline = time.monotonic() + options.wait_s
+    console.info(f"worker {options.tuner_id}: waiting for the chief's search (tune fingerprint "
+                 f"{steps['tune'].fingerprint})")
+    while True:
+        transform = _sealed_meanwhile(steps["preprocess"])
+        chiefs = client.search_runs(
+            [experiment_id], filter_string=(f"tags.`{TAG_FINGERPRINT}` = '{steps['tune'].fingerprint}' and "
+                                            f"tags.`{TAG_STAGE}` = 'tune' and attributes.status = 'RUNNING'"))
+        chiefs = [run for run in chiefs if CHIEF_TAG in run.data.tags]
+        if transform is not None and chiefs:
+            break
+        if time.monotonic() > deadline:
+            console.error(f"no chief search with this config started within {options.wait_s:.0f}s; start "
+                          "`pipeline tune --role chief` with the same --config/--set first")
+            return EXIT_FAILED
+        time.sleep(2)
+    _import_tensorflow_quietly(options.verbose)
+    distributed = tune.Distributed("worker", options.tuner_id, *_split_address(options.oracle))
+    count = tune.work(transform, config, artifacts.partial_dir(steps["tune"].final),
+                      chief_run_id=chiefs[0].info.run_id, distributed=distributed, verbose=options.verbose)
+    console.info(f"worker {options.tuner_id}: ran {count} trials; the chief's search is complete")
+    return EXIT_OK
+
+
+def _split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)

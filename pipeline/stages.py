@@ -62,8 +62,12 @@ def _preprocess(module, call: StageCall) -> dict[str, Any]:
 
 
 def _tune(module, call: StageCall) -> dict[str, Any]:
-    return module.run(call.inputs["preprocess"], call.config, call.out,
-                      hparams_file=call.options.get("hparams"), verbose=call.options.get("verbose", 1))
+    distributed = None
+    if call.options.get("role") == "chief":
+        host, _, port = call.options["oracle"].rpartition(":")
+        distributed = module.Distributed("chief", "chief", host, int(port))
+    return module.run(call.inputs["preprocess"], call.config, call.out, hparams_file=call.options.get("hparams"),
+                      verbose=call.options.get("verbose", 1), distributed=distributed)
 
 
 def _train(module, call: StageCall) -> dict[str, Any]:

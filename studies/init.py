@@ -37,8 +37,10 @@ class Settings:
     units: int = 100  # width of each hidden layer
     layers: int = 5  # hidden layers
     activation: str = "relu"
-    optimizer: str = "adam"  # one of models.OPTIMIZERS, the same for every cell
-    learning_rate: float = 1e-3
+    # SGD with momentum, as in the classic demos. Adam would partly hide the effect: it
+    # rescales tiny gradients, so nets initialised too small still creep towards learning.
+    optimizer: str = "momentum"  # one of models.OPTIMIZERS, the same for every cell
+    learning_rate: float = 0.01
     batch_size: int = 50
     bn_momentum: float = 0.9  # moving statistics current after a few hundred steps
     learned_accuracy: float = 0.5  # final training accuracy that counts as "learned" (chance: 0.1)

@@ -1,0 +1,308 @@
+"""One measurement in a fresh process: `python -m benchmarks.worker TASK REQUEST.json RESULT.json`.
+
+The orchestrator (benchmarks/suite.py) starts one worker per measurement so
+that every variant begins from the same state: TensorFlow imported, nothing
+traced, nothing else warmed. Imports that the real pipeline process has already
+done before a stage starts (TensorFlow, Keras, MLflow) happen before the clock
+starts; everything the stage does itself is timed.
+
+Tasks:
+- train-stage: `components.train.run` exactly as the runner calls it, inside a
+  nested MLflow run, on the transformed split of a finished pipeline run.
+- train-plain: the same model (same `build_model` kwargs, optimizer, arrays,
+  epochs, batch size) in a plain Keras script: build, fit, save.
+- input-pipeline: steps/s of fit on `components.data.make_dataset` against the
+  same model fed from batches already held as in-memory tensors.
+- tracking: epoch time with and without `components.trial_tracking.epoch_logger`
+  in the same fit, on alternating epochs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
+
+
+def _config(request: dict[str, Any]):
+    from pipeline.config import load_config
+
+    return load_config(request.get("config_file"), request.get("overrides", []))
+
+
+def _artifacts(request: dict[str, Any]):
+    from pipeline import artifacts
+
+    return (artifacts.load(Path(request["preprocess_dir"]), verify=False),
+            artifacts.load(Path(request["tune_dir"]), verify=False))
+
+
+def _model_arguments(config, transform, hyperparameters) -> tuple[dict, dict, dict]:
+    """The build_model kwargs, training kwargs and input facts train.run derives (same calls)."""
+    import models
+    from components.tune import base_values
+    from pipeline.artifacts import read_json
+    from pipeline.names import BEST_HPARAMS
+
+    base_model, base_train = base_values(config)
+    best = read_json(hyperparameters.file(BEST_HPARAMS))
+    model_kwargs, train_kwargs = models.hyperparameters_to_kwargs(best, base_model=base_model, base_train=base_train)
+    props = transform.properties
+    inputs = dict(input_shape=tuple(props["input_shape"]), input_kind=props["input_kind"],
+                  num_classes=props["num_classes"], vocab_size=props.get("vocab_size"))
+    return model_kwargs, train_kwargs, inputs
+
+
+def _compiled_model(config, model_kwargs: dict, train_kwargs: dict, inputs: dict, steps_per_epoch: int):
+    import keras
+
+    import models
+
+    keras.utils.set_random_seed(config.pipeline.seed)
+    model = models.build_model(**inputs, seed=config.pipeline.seed, **model_kwargs)
+    optimizer = models.build_optimizer(
+        train_kwargs["optimizer"], train_kwargs["learning_rate"], momentum=train_kwargs.get("momentum", 0.9),
+        nesterov=bool(train_kwargs.get("nesterov", False)), schedule=config.train.schedule,
+        decay_steps=steps_per_epoch * config.train.epochs, clipnorm=train_kwargs.get("clipnorm"),
+    )
+    return models.compile_model(model, optimizer=optimizer, num_classes=inputs["num_classes"])
+
+
+@contextmanager
+def _profiled(path: str | None) -> Iterator[None]:
+    """cProfile the block into `path` when asked (`python -m benchmarks --profile`)."""
+    if not path:
+        yield
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        yield
+    finally:
+        profiler.disable()
+        profiler.dump_stats(path)
+
+
+class _FitClock:
+    """Wraps keras.Model.fit to time every call (the stage's fit is otherwise out of reach)."""
+
+    def __init__(self) -> None:
+        import keras
+
+        self.seconds: list[float] = []
+        original = keras.Model.fit
+        clock = self
+
+        def timed_fit(model, *args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return original(model, *args, **kwargs)
+            finally:
+                clock.seconds.append(time.perf_counter() - started)
+
+        keras.Model.fit = timed_fit
+
+
+def train_stage(request: dict[str, Any]) -> dict[str, Any]:
+    import keras  # noqa: F401  (the runner has TensorFlow and MLflow loaded before a stage starts)
+    import mlflow
+
+    from pipeline import tracking
+
+    config = _config(request)
+    transform, hyperparameters = _artifacts(request)
+    out = Path(request["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    tracking.setup(config.pipeline.name)
+    clock = _FitClock()
+    mlflow.start_run(run_name="benchmark")
+    mlflow.start_run(run_name="train", nested=True)
+    from components import train  # module import is part of the runner's stage call
+
+    with _profiled(request.get("profile")):
+        started = time.perf_counter()
+        properties = train.run(transform, hyperparameters, config, out, verbose=request.get("verbose", 1))
+        seconds = time.perf_counter() - started
+    mlflow.end_run()
+    mlflow.end_run()
+    return {"seconds": seconds, "fit_seconds": sum(clock.seconds), "epochs": properties["epochs"],
+            "val_accuracy": properties["val_accuracy"]}
+
+
+def train_plain(request: dict[str, Any]) -> dict[str, Any]:
+    """What a Keras user would write by hand: load arrays, build, compile, fit, save."""
+    import keras  # noqa: F401
+    import numpy as np
+
+    config = _config(request)
+    transform, hyperparameters = _artifacts(request)
+    out = Path(request["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    model_kwargs, train_kwargs, inputs = _model_arguments(config, transform, hyperparameters)
+    batch_size = int(train_kwargs["batch_size"])
+
+    started = time.perf_counter()
+    with np.load(transform.file("train.npz")) as data:
+        x_train, y_train = data["x"], data["y"]
+    with np.load(transform.file("validation.npz")) as data:
+        x_val, y_val = data["x"], data["y"]
+    model = _compiled_model(config, model_kwargs, train_kwargs, inputs, math.ceil(len(x_train) / batch_size))
+    fit_started = time.perf_counter()
+    history = model.fit(x_train, y_train, batch_size=batch_size, epochs=config.train.epochs,
+                        validation_data=(x_val, y_val), shuffle=True, verbose=2 if request.get("verbose", 1) else 0)
+    fit_seconds = time.perf_counter() - fit_started
+    model.save(out / "model.keras")
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "fit_seconds": fit_seconds, "epochs": len(history.history["loss"]),
+            "val_accuracy": float(history.history["val_accuracy"][-1])}
+
+
+def _epoch_clock():
+    """Two callbacks bracketing all others: epoch time includes every other callback's epoch-end work."""
+    import keras
+
+    times: list[float] = []
+    started: list[float] = []
+
+    class Start(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            started.append(time.perf_counter())
+
+    class End(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - started[-1])
+
+    return Start(), End(), times
+
+
+def _slice(x, y, limit: int):
+    return (x[:limit], y[:limit]) if limit else (x, y)
+
+
+def input_pipeline(request: dict[str, Any]) -> dict[str, Any]:
+    """Steady-state steps/s (first epoch, with tracing, left out) of both feeds, alternating per repeat."""
+    import keras
+    import tensorflow as tf
+
+    from components.data import load_arrays, make_dataset
+
+    config = _config(request)
+    transform, hyperparameters = _artifacts(request)
+    model_kwargs, train_kwargs, inputs = _model_arguments(config, transform, hyperparameters)
+    batch_size = int(train_kwargs["batch_size"])
+    x, y = _slice(*load_arrays(transform, "train"), request.get("limit", 0))
+    full = len(x) // batch_size
+    in_memory = (tf.constant(x[: full * batch_size].reshape(full, batch_size, *x.shape[1:])),
+                 tf.constant(y[: full * batch_size].reshape(full, batch_size)))
+
+    def tfdata():
+        return make_dataset(x, y, batch_size=batch_size, shuffle=True, seed=config.pipeline.seed), math.ceil(len(x) / batch_size)
+
+    def tensors():
+        return tf.data.Dataset.from_tensor_slices(in_memory), full
+
+    feeds: dict[str, Callable] = {"tfdata": tfdata, "tensors": tensors}
+    rates: dict[str, list[float]] = {name: [] for name in feeds}
+    ratios = []
+    for repeat in range(request["repeats"]):
+        order = list(feeds) if repeat % 2 == 0 else list(reversed(feeds))
+        this: dict[str, float] = {}
+        for name in order:
+            dataset, steps = feeds[name]()
+            model = _compiled_model(config, model_kwargs, train_kwargs, inputs, steps)
+            start, end, times = _epoch_clock()
+            model.fit(dataset, epochs=request["epochs"], callbacks=[start, end], verbose=0)
+            this[name] = steps / statistics.median(times[1:])
+            rates[name].append(this[name])
+            keras.backend.clear_session()
+        ratios.append(this["tfdata"] / this["tensors"])
+    return {"ratio": statistics.median(ratios), "ratios": ratios, "steps_per_s": rates, "examples": len(x),
+            "batch_size": batch_size, "epochs": request["epochs"]}
+
+
+def tracking_overhead(request: dict[str, Any]) -> dict[str, Any]:
+    """Within one fit, odd epochs log to MLflow through epoch_logger and even epochs do not."""
+    import keras
+    import mlflow
+
+    from components.data import load_arrays, make_dataset
+    from components.trial_tracking import epoch_logger
+    from pipeline import tracking
+
+    config = _config(request)
+    transform, hyperparameters = _artifacts(request)
+    model_kwargs, train_kwargs, inputs = _model_arguments(config, transform, hyperparameters)
+    batch_size = int(train_kwargs["batch_size"])
+    x, y = _slice(*load_arrays(transform, "train"), request.get("limit", 0))
+    x_val, y_val = _slice(*load_arrays(transform, "validation"), request.get("limit", 0))
+    tracking.setup(config.pipeline.name)
+    logger = epoch_logger()
+    log_seconds: list[float] = []
+
+    class OddEpochs(keras.callbacks.Callback):
+        def set_model(self, model):
+            super().set_model(model)
+            logger.set_model(model)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch % 2 == 1:
+                started = time.perf_counter()
+                logger.on_epoch_end(epoch, logs)
+                log_seconds.append(time.perf_counter() - started)
+
+    ratios, logged_all, plain_all = [], [], []
+    for repeat in range(request["repeats"]):
+        with mlflow.start_run(run_name=f"tracking-{repeat}"):
+            train_ds = make_dataset(x, y, batch_size=batch_size, shuffle=True, seed=config.pipeline.seed)
+            val_ds = make_dataset(x_val, y_val, batch_size=batch_size, shuffle=False, seed=config.pipeline.seed)
+            model = _compiled_model(config, model_kwargs, train_kwargs, inputs, math.ceil(len(x) / batch_size))
+            start, end, times = _epoch_clock()
+            model.fit(train_ds, validation_data=val_ds, epochs=request["epochs"], callbacks=[start, OddEpochs(), end],
+                      verbose=0)
+        logged = [t for epoch, t in enumerate(times) if epoch % 2 == 1]
+        plain = [t for epoch, t in enumerate(times) if epoch % 2 == 0 and epoch > 0]
+        ratios.append(statistics.median(logged) / statistics.median(plain))
+        logged_all += logged
+        plain_all += plain
+        keras.backend.clear_session()
+    return {"ratio": statistics.median(ratios), "ratios": ratios, "epoch_s_logged": statistics.median(logged_all),
+            "epoch_s_plain": statistics.median(plain_all), "log_call_s": statistics.median(log_seconds),
+            "examples": len(x), "batch_size": batch_size, "epochs": request["epochs"]}
+
+
+TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "train-stage": train_stage,
+    "train-plain": train_plain,
+    "input-pipeline": input_pipeline,
+    "tracking": tracking_overhead,
+}
+
+
+def main(argv: list[str]) -> int:
+    task, request_file, result_file = argv
+    _quiet_tensorflow()
+    import tensorflow  # noqa: F401  (imported before any clock starts, as in the pipeline process)
+
+    request = json.loads(Path(request_file).read_text())
+    result = TASKS[task](request)
+    Path(result_file).write_text(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

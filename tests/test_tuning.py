@@ -1,0 +1,169 @@
+"""Tuning: the four KerasTuner algorithms, every trial in MLflow, failed trials, resume, distributed workers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+import threading
+
+import pytest
+
+from pipeline.names import TAG_KIND, TAG_STAGE
+
+pytestmark = pytest.mark.slow
+
+TINY = ("--set", "data.max_examples=400", "--set", "tune.max_epochs=2", "--set", "tune.max_trials=4",
+        "--set", 'tune.space.encoder=["mlp", "gru"]', "--set", "tune.space.units={ values = [16, 32] }",
+        "--set", "tune.space.dropout={ values = [0.0, 0.3] }", "--set", "tune.space.batch_norm=[true]")
+
+
+def _tune_runs(client):
+    experiment = client.get_experiment_by_name("digits")
+    return client.search_runs([experiment.experiment_id], filter_string=f"tags.`{TAG_STAGE}` = 'tune'",
+                              order_by=["attributes.start_time ASC"])
+
+
+def _trials(client, parent_id=None):
+    experiment = client.get_experiment_by_name("digits")
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{TAG_KIND}` = 'trial'",
+                              max_results=1000)
+    return [r for r in runs if parent_id is None or r.data.tags.get("mlflow.parentRunId") == parent_id]
+
+
+def _table(store):
+    (directory,) = [p for p in (store.root / "pipeline" / "digits" / "tune").iterdir()
+                    if p.is_dir() and not p.name.endswith(".partial")]
+    with open(directory / "trials.csv") as handle:
+        return list(csv.DictReader(handle)), directory
+
+
+@pytest.mark.parametrize("algorithm", ["random", "bayesian", "hyperband", "grid"])
+def test_each_algorithm_records_every_trial(store, algorithm):
+    result = store.cli("tune", *TINY, "--set", f"tune.algorithm={algorithm}", "-q")
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = store.client()
+    (tune,) = _tune_runs(client)
+    assert tune.info.status == "FINISHED"
+    rows, directory = _table(store)
+    trials = _trials(client, tune.info.run_id)
+    assert len(trials) == len(rows) >= 2
+    assert {t.data.tags["pipeline.trial_id"] for t in trials} == {row["trial_id"] for row in rows}
+    finished = [t for t in trials if t.info.status == "FINISHED"]
+    assert finished and all("objective" in t.data.metrics for t in finished)
+    assert all(t.data.params["encoder"] in ("mlp", "gru") for t in trials)
+    history = client.get_metric_history(finished[0].info.run_id, "val_accuracy")
+    steps = [m.step for m in history]
+    assert steps == list(range(steps[0], steps[0] + len(steps)))  # step = epoch
+    artifacts = {a.path for a in client.list_artifacts(tune.info.run_id)}
+    assert {"best_hyperparameters.json", "trials.csv", "tuning.png", "tensorboard"} <= artifacts
+    best = json.loads((directory / "best_hyperparameters.json").read_text())
+    assert best["encoder"] in ("mlp", "gru") and best["batch_norm"] is True
+    if algorithm == "grid":
+        assert len(rows) == 4  # 2 encoders x 2 widths x 2 dropouts, capped by max_trials = 4
+    # Only tune and the stages before it ran: `pipeline tune` stops there.
+    stages = {r.data.tags.get(TAG_STAGE) for r in client.search_runs(
+        [client.get_experiment_by_name("digits").experiment_id]) if r.data.tags.get(TAG_KIND) == "stage"}
+    assert stages == {"ingest", "validate", "preprocess", "tune"}
+
+
+def test_a_diverging_trial_fails_alone_and_the_search_goes_on(store):
+    diverging = ("--set", "tune.algorithm=grid", "--set", "tune.max_trials=2", "--set", "tune.max_epochs=2",
+                 "--set", "data.max_examples=400", "--set", "model.init_std=1.0", "--set", "model.layers=3",
+                 "--set", "tune.space.learning_rate={ values = [10.0, 0.01] }", "--set", "tune.space.optimizer=[\"sgd\"]",
+                 "--set", "model.batch_norm=false", "--set", "model.dropout=0", "--set", 'tune.space.encoder=["mlp"]',
+                 "--set", "tune.space.batch_norm=[false]", "-q")
+    result = store.cli("tune", *diverging)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = store.client()
+    (tune,) = _tune_runs(client)
+    trials = _trials(client, tune.info.run_id)
+    by_rate = {float(t.data.params["learning_rate"]): t for t in trials}
+    assert by_rate[10.0].info.status == "FAILED"
+    assert "diverged" in by_rate[10.0].data.tags["pipeline.error"]
+    assert by_rate[0.01].info.status == "FINISHED"
+    assert tune.info.status == "FINISHED"
+    assert tune.data.metrics["failed_trials"] == 1.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _read_until(process, marker: str, count: int, timeout: float = 600) -> None:
+    timer = threading.Timer(timeout, process.kill)
+    timer.start()
+    seen = 0
+    try:
+        for line in process.stdout:
+            seen += marker in line
+            if seen >= count:
+                return
+    finally:
+        timer.cancel()
+    raise AssertionError(f"{marker!r} appeared {seen} times, expected {count}")
+
+
+def test_a_search_killed_mid_way_resumes_without_retraining(store):
+    args = ("tune", *TINY, "--set", "tune.algorithm=random", "--set", "tune.max_trials=5")
+    process = store.popen(*args)
+    _read_until(process, "tune: trial ", 2)  # two trials finished
+    process.kill()
+    process.wait()
+    client = store.client()
+    (killed,) = _tune_runs(client)
+    before = {t.data.tags["pipeline.trial_id"] for t in _trials(client, killed.info.run_id)
+              if t.info.status == "FINISHED"}
+    assert len(before) >= 2
+
+    again = store.cli(*args, "-q")
+    assert again.returncode == 0, again.stderr[-3000:]
+    rows, _ = _table(store)
+    resumed = [r for r in _tune_runs(client) if r.info.run_id != killed.info.run_id]
+    assert len(resumed) == 1 and resumed[0].info.status == "FINISHED"
+    after = [t.data.tags["pipeline.trial_id"] for t in _trials(client, resumed[0].info.run_id)]
+    assert not before & set(after), "a completed trial was trained again"
+    finished = [t.data.tags["pipeline.trial_id"] for t in _trials(client) if t.info.status == "FINISHED"]
+    assert len(finished) == len(set(finished)) == len(rows) == 5  # MLflow and the oracle agree, no duplicates
+    assert client.get_run(killed.info.run_id).info.status == "FAILED"  # the killed process's run, cleaned up
+
+
+def test_distributed_search_with_a_chief_and_two_workers(store):
+    port = _free_port()
+    args = (*TINY, "--set", "tune.algorithm=random", "--set", "tune.max_trials=6", "--oracle", f"127.0.0.1:{port}")
+    chief = store.popen("tune", *args, "--role", "chief")
+    workers = [store.popen("tune", *args, "--role", "worker", "--tuner-id", f"tuner{i}") for i in range(2)]
+    outputs = [p.communicate(timeout=900)[0] for p in [chief, *workers]]
+    for process, output in zip([chief, *workers], outputs):
+        assert process.returncode == 0, output[-3000:]
+    client = store.client()
+    (tune,) = _tune_runs(client)
+    assert tune.info.status == "FINISHED"
+    trials = _trials(client, tune.info.run_id)
+    assert {t.data.tags["pipeline.tuner_id"] for t in trials} == {"tuner0", "tuner1"}
+    ids = [t.data.tags["pipeline.trial_id"] for t in trials]
+    rows, _ = _table(store)
+    assert len(ids) == len(set(ids)) == len(rows) == 6
+    assert all(t.info.status == "FINISHED" for t in trials)
+
+
+def test_hparams_file_and_disabled_tuning_skip_the_search(store, tmp_path):
+    hparams = tmp_path / "best.json"
+    hparams.write_text(json.dumps({"encoder": "gru", "units": 16, "dropout": 0.1}))
+    result = store.cli("run", "--hparams", str(hparams), "--set", "data.max_examples=400",
+                       "--set", "train.epochs=2", "--set", "evaluate.min_accuracy=0", "-q")
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = store.client()
+    (tune,) = _tune_runs(client)
+    assert tune.data.tags["pipeline.tune_source"].startswith("file ")
+    assert _trials(client) == []
+    experiment = client.get_experiment_by_name("digits")
+    (train,) = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{TAG_STAGE}` = 'train'")
+    assert train.data.params["hp.encoder"] == "gru" and train.data.params["hp.units"] == "16"
+
+    disabled = store.cli("run", "--set", "tune.enabled=false", "--set", "data.max_examples=400",
+                         "--set", "train.epochs=2", "--set", "evaluate.min_accuracy=0", "-q")
+    assert disabled.returncode == 0, disabled.stderr[-3000:]
+    assert _trials(client) == []
