@@ -135,12 +135,12 @@ def train_stage(request: dict[str, Any]) -> dict[str, Any]:
     from components import train  # module import is part of the runner's stage call
 
     with _profiled(request.get("profile")):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         properties = train.run(transform, hyperparameters, config, out, verbose=request.get("verbose", 1))
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     mlflow.end_run()
     mlflow.end_run()
-    return {"seconds": seconds, "fit_seconds": sum(clock.seconds), "epochs": properties["epochs"],
+    return {"seconds": seconds, "cpu_seconds": cpu, "fit_seconds": sum(clock.seconds), "epochs": properties["epochs"],
             "val_accuracy": properties["val_accuracy"]}
 
 
@@ -156,7 +156,7 @@ def train_plain(request: dict[str, Any]) -> dict[str, Any]:
     model_kwargs, train_kwargs, inputs = _model_arguments(config, transform, hyperparameters)
     batch_size = int(train_kwargs["batch_size"])
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with np.load(transform.file("train.npz")) as data:
         x_train, y_train = data["x"], data["y"]
     with np.load(transform.file("validation.npz")) as data:
@@ -167,8 +167,8 @@ def train_plain(request: dict[str, Any]) -> dict[str, Any]:
                         validation_data=(x_val, y_val), shuffle=True, verbose=2 if request.get("verbose", 1) else 0)
     fit_seconds = time.perf_counter() - fit_started
     model.save(out / "model.keras")
-    seconds = time.perf_counter() - started
-    return {"seconds": seconds, "fit_seconds": fit_seconds, "epochs": len(history.history["loss"]),
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return {"seconds": seconds, "cpu_seconds": cpu, "fit_seconds": fit_seconds, "epochs": len(history.history["loss"]),
             "val_accuracy": float(history.history["val_accuracy"][-1])}
 
 
@@ -195,7 +195,10 @@ def _slice(x, y, limit: int):
 
 
 def input_pipeline(request: dict[str, Any]) -> dict[str, Any]:
-    """Steady-state steps/s (first epoch, with tracing, left out) of both feeds, alternating per repeat."""
+    """Steps/s of one model fed by each feed, one epoch at a time, alternating (drift hits both alike).
+
+    Each feed first runs one untimed epoch (tracing, and filling make_dataset's pipeline state).
+    """
     import keras
     import tensorflow as tf
 
@@ -209,34 +212,44 @@ def input_pipeline(request: dict[str, Any]) -> dict[str, Any]:
     full = len(x) // batch_size
     in_memory = (tf.constant(x[: full * batch_size].reshape(full, batch_size, *x.shape[1:])),
                  tf.constant(y[: full * batch_size].reshape(full, batch_size)))
+    feeds = {
+        "tfdata": (make_dataset(x, y, batch_size=batch_size, shuffle=True, seed=config.pipeline.seed),
+                   math.ceil(len(x) / batch_size)),
+        "tensors": (tf.data.Dataset.from_tensor_slices(in_memory), full),
+    }
+    model = _compiled_model(config, model_kwargs, train_kwargs, inputs, feeds["tfdata"][1])
 
-    def tfdata():
-        return make_dataset(x, y, batch_size=batch_size, shuffle=True, seed=config.pipeline.seed), math.ceil(len(x) / batch_size)
+    def epoch(name: str) -> tuple[float, float]:
+        dataset, steps = feeds[name]
+        wall, cpu = time.perf_counter(), time.process_time()
+        model.fit(dataset, epochs=1, verbose=0)
+        return steps / (time.perf_counter() - wall), steps / (time.process_time() - cpu)
 
-    def tensors():
-        return tf.data.Dataset.from_tensor_slices(in_memory), full
-
-    feeds: dict[str, Callable] = {"tfdata": tfdata, "tensors": tensors}
+    for name in feeds:
+        epoch(name)
     rates: dict[str, list[float]] = {name: [] for name in feeds}
-    ratios = []
-    for repeat in range(request["repeats"]):
-        order = list(feeds) if repeat % 2 == 0 else list(reversed(feeds))
-        this: dict[str, float] = {}
-        for name in order:
-            dataset, steps = feeds[name]()
-            model = _compiled_model(config, model_kwargs, train_kwargs, inputs, steps)
-            start, end, times = _epoch_clock()
-            model.fit(dataset, epochs=request["epochs"], callbacks=[start, end], verbose=0)
-            this[name] = steps / statistics.median(times[1:])
-            rates[name].append(this[name])
-            keras.backend.clear_session()
-        ratios.append(this["tfdata"] / this["tensors"])
-    return {"ratio": statistics.median(ratios), "ratios": ratios, "steps_per_s": rates, "examples": len(x),
-            "batch_size": batch_size, "epochs": request["epochs"]}
+    cpu_rates: dict[str, list[float]] = {name: [] for name in feeds}
+    ratios, cpu_ratios = [], []
+    for round_ in range(request["rounds"]):
+        this = {}
+        for name in (list(feeds) if round_ % 2 == 0 else list(reversed(feeds))):
+            this[name] = epoch(name)
+            rates[name].append(this[name][0])
+            cpu_rates[name].append(this[name][1])
+        ratios.append(this["tfdata"][0] / this["tensors"][0])
+        cpu_ratios.append(this["tfdata"][1] / this["tensors"][1])
+    keras.backend.clear_session()
+    return {"ratio": statistics.median(ratios), "ratios": ratios, "cpu_ratio": statistics.median(cpu_ratios),
+            "steps_per_s": {name: statistics.median(v) for name, v in rates.items()},
+            "cpu_steps_per_s": {name: statistics.median(v) for name, v in cpu_rates.items()},
+            "examples": len(x), "batch_size": batch_size, "rounds": request["rounds"]}
 
 
 def tracking_overhead(request: dict[str, Any]) -> dict[str, Any]:
-    """Within one fit, odd epochs log to MLflow through epoch_logger and even epochs do not."""
+    """Within one fit, odd epochs log through epoch_logger and even ones do not; epoch 0 (tracing) is left out.
+
+    Each logged epoch is paired with the unlogged epoch after it; the figure is the median pair ratio.
+    """
     import keras
     import mlflow
 
@@ -265,24 +278,19 @@ def tracking_overhead(request: dict[str, Any]) -> dict[str, Any]:
                 logger.on_epoch_end(epoch, logs)
                 log_seconds.append(time.perf_counter() - started)
 
-    ratios, logged_all, plain_all = [], [], []
-    for repeat in range(request["repeats"]):
-        with mlflow.start_run(run_name=f"tracking-{repeat}"):
-            train_ds = make_dataset(x, y, batch_size=batch_size, shuffle=True, seed=config.pipeline.seed)
-            val_ds = make_dataset(x_val, y_val, batch_size=batch_size, shuffle=False, seed=config.pipeline.seed)
-            model = _compiled_model(config, model_kwargs, train_kwargs, inputs, math.ceil(len(x) / batch_size))
-            start, end, times = _epoch_clock()
-            model.fit(train_ds, validation_data=val_ds, epochs=request["epochs"], callbacks=[start, OddEpochs(), end],
-                      verbose=0)
-        logged = [t for epoch, t in enumerate(times) if epoch % 2 == 1]
-        plain = [t for epoch, t in enumerate(times) if epoch % 2 == 0 and epoch > 0]
-        ratios.append(statistics.median(logged) / statistics.median(plain))
-        logged_all += logged
-        plain_all += plain
-        keras.backend.clear_session()
-    return {"ratio": statistics.median(ratios), "ratios": ratios, "epoch_s_logged": statistics.median(logged_all),
-            "epoch_s_plain": statistics.median(plain_all), "log_call_s": statistics.median(log_seconds),
-            "examples": len(x), "batch_size": batch_size, "epochs": request["epochs"]}
+    train_ds = make_dataset(x, y, batch_size=batch_size, shuffle=True, seed=config.pipeline.seed)
+    val_ds = make_dataset(x_val, y_val, batch_size=batch_size, shuffle=False, seed=config.pipeline.seed)
+    model = _compiled_model(config, model_kwargs, train_kwargs, inputs, math.ceil(len(x) / batch_size))
+    start, end, times = _epoch_clock()
+    with mlflow.start_run(run_name="tracking-overhead"):
+        model.fit(train_ds, validation_data=val_ds, epochs=1 + 2 * request["pairs"],
+                  callbacks=[start, OddEpochs(), end], verbose=0)
+    ratios = [times[i] / times[i + 1] for i in range(1, len(times) - 1, 2)]
+    keras.backend.clear_session()
+    return {"ratio": statistics.median(ratios), "ratios": ratios,
+            "epoch_s_logged": statistics.median(times[1::2]), "epoch_s_plain": statistics.median(times[2::2]),
+            "log_call_s": statistics.median(log_seconds), "examples": len(x), "batch_size": batch_size,
+            "pairs": request["pairs"]}
 
 
 TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {

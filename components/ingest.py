@@ -194,20 +194,21 @@ def _split_arrays(builder: Any, split: str, keys: list[str], limit: int) -> dict
     return arrays
 
 
-def _class_names(builder: Any, label: str, arrays: dict[str, np.ndarray]) -> list[str]:
+def _class_names(builder: Any, label: str, arrays: dict[str, dict[str, np.ndarray]]) -> list[str]:
+    """Names of the classes: a ClassLabel's names, else learned from the train split alone.
+
+    Datasets such as clinc_oos store integer labels beside a "<label>_name" text feature. The
+    number of classes comes from train only, so validate can flag a label that only other splits use.
+    """
     import tensorflow_datasets as tfds
 
     feature = builder.info.features[label]
     if isinstance(feature, tfds.features.ClassLabel):
         return list(feature.names)
-    # Datasets such as clinc_oos store integer labels beside a "<label>_name" text feature.
-    names_key = f"{label}_name"
-    size = int(max(int(a[label].max()) for a in arrays.values() if len(a[label])) + 1)
-    names = [str(i) for i in range(size)]
-    if names_key in builder.info.features:
-        for split_arrays in arrays.values():
-            for index, name in zip(split_arrays[label], split_arrays.get(names_key, [])):
-                names[int(index)] = str(name)
+    train = arrays["train"]
+    names = [str(i) for i in range(int(train[label].max()) + 1)]
+    for index, name in zip(train[label], train.get(f"{label}_name", [])):
+        names[int(index)] = str(name)
     return names
 
 

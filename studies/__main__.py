@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     payloads = result.values() if args.name == ALL else [result]
     for payload in payloads:
-        print(f"{payload['study']}: {payload['wall_time_s']:.0f} s")
+        print(f"{payload['study']}: {payload['verdict']} ({payload['wall_time_s']:.0f} s)")
         for claim in payload["claims"]:
             print(f"  {claim['line']}")
     return 0

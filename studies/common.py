@@ -132,7 +132,7 @@ def conduct(
     return payload
 
 
-def study_command(name: str, quick: bool, seed: int) -> str:
+def _command(name: str, quick: bool, seed: int) -> str:
     return f"python -m studies {name}{' --quick' if quick else ''} --seed {seed}"
 
 
@@ -147,8 +147,9 @@ def _payload(
         "title": module.TITLE,
         "quick": study.quick,
         "seed": study.seed,
-        "command": study_command(study.name, study.quick, study.seed),
+        "command": _command(study.name, study.quick, study.seed),
         "wall_time_s": round(wall_time, 1),
+        "verdict": _verdict(findings.claims),
         "settings": dataclasses.asdict(study.settings),
         "claims": [dataclasses.asdict(claim) | {"line": claim.line()} for claim in findings.claims],
         "results": findings.results,
@@ -161,6 +162,14 @@ def _payload(
         },
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "python": sys.version.split()[0]},
     }
+
+
+def _verdict(claims: list[Claim]) -> str:
+    """One line for a console: how many claims held, and which did not."""
+    missed = [claim.name for claim in claims if not claim.held]
+    return f"{len(claims) - len(missed)}/{len(claims)} claims held here" + (
+        f" (not: {'; '.join(missed)})" if missed else ""
+    )
 
 
 def _report_paths(study: Study) -> tuple[Path, Path]:
@@ -182,7 +191,8 @@ def _write_report(module: ModuleType, study: Study, findings: Findings, payload:
         "",
         "| claim | paper | measured here | held here |",
         "| --- | --- | --- | --- |",
-        *(f"| {c.name} | {c.paper} | {c.measured} | {'yes' if c.held else 'no'} |" for c in findings.claims),
+        *(f"| {_cell(c.name)} | {_cell(c.paper)} | {_cell(c.measured)} | {'yes' if c.held else 'no'} |"
+          for c in findings.claims),
         "",
         *(claim.line() for claim in findings.claims),
         "",
@@ -197,6 +207,11 @@ def _write_report(module: ModuleType, study: Study, findings: Findings, payload:
     ]
     markdown_path.write_text("\n".join(lines))
     json_path.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a markdown table cell."""
+    return text.replace("|", "\\|")
 
 
 def _json_default(value: Any) -> Any:
