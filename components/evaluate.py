@@ -73,6 +73,36 @@ def _champion(config: Config, key: str | None, test: dict[str, np.ndarray], spec
     return {"version": version, "metrics": metrics_for(outputs, test["y"], spec, config.evaluate.top_k)}
 
 
+def _attention_figure(model, raw: np.ndarray, spec: dict[str, Any], path: Path) -> Path | None:
+    """Attention weights over the time steps of a few test examples, when the model has attention."""
+    import keras
+
+    import models
+    from components.plots import plot_attention
+
+    core = next((layer for layer in model.layers if isinstance(layer, keras.Model)), None)
+    if core is None:
+        return None
+    try:
+        weights_model = models.attention_weights_model(core)
+    except ValueError:
+        return None  # no attention in this model
+    steps = raw.astype(object) if raw.dtype.kind == "U" else raw.astype(np.float32)
+    preprocessing = [layer for layer in model.layers if not isinstance(layer, (keras.layers.InputLayer, keras.Model))]
+    for layer in preprocessing:
+        steps = layer(steps)
+    weights = np.asarray(weights_model.predict(steps, verbose=0))
+    if spec["kind"] == "text":
+        vocabulary = preprocessing[-1].get_vocabulary()
+        ids = np.asarray(steps)
+        positions = [[vocabulary[i] for i in row if i != 0] or ["(empty)"] for row in ids]
+        titles = [str(text) for text in raw]
+    else:
+        positions = [[f"row {i}" for i in range(weights.shape[1])] for _ in raw]
+        titles = [f"test example {i}" for i in range(len(raw))]
+    return plot_attention(weights, positions, titles, path)
+
+
 def run(model_artifact: Artifact, examples: Artifact, config: Config, out: Path, *,
         champion: str | None = None) -> dict[str, Any]:
     import keras
@@ -108,6 +138,9 @@ def run(model_artifact: Artifact, examples: Artifact, config: Config, out: Path,
             slices = sliced_metrics(outputs, test["y"], test["slice"])
             write_json(out / "slices.json", slices)
             mlflow.log_table({k: [row[k] for row in slices] for k in slices[0]}, "slices.json")
+    attention = _attention_figure(model, test["x"][:6], spec, out / "attention_weights.png")
+    if attention is not None:
+        mlflow.log_artifact(str(attention))
     write_json(out / METRICS_FILE, metrics)
     write_json(out / BLESSING_FILE, blessing)
     mlflow.log_dict(blessing, BLESSING_FILE)

@@ -96,3 +96,19 @@ def plot_tuning(rows: list[dict[str, Any]], objective: str, path: Path) -> Path 
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def plot_attention(weights: np.ndarray, positions: list[list[str]], titles: list[str], path: Path) -> Path:
+    """One row per example: the attention weight of each time step (token or image row)."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(len(weights), 1, figsize=(10, 1.3 * len(weights) + 0.6), squeeze=False)
+    for axis, row, labels, title in zip(axes[:, 0], weights, positions, titles):
+        shown = len(labels)
+        axis.imshow(row[None, :shown], aspect="auto", cmap="viridis", vmin=0.0, vmax=max(float(row.max()), 1e-6))
+        axis.set_xticks(range(shown), labels, rotation=45, ha="right", fontsize=7)
+        axis.set_yticks([])
+        axis.set_title(title, fontsize=8, loc="left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
