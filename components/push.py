@@ -39,6 +39,17 @@ def export_saved_model(model_file: Path, destination: Path) -> Path:
     return destination
 
 
+def _registered(client, name: str, train_fingerprint: str):
+    """The version already registered for this very model, if any: pushing it again moves the alias only."""
+    try:
+        versions = client.search_model_versions(f"name = '{name}' and tags.`pipeline.train_fingerprint` = "
+                                                f"'{train_fingerprint}'")
+    except Exception:  # stores whose registry search does not filter on tags
+        versions = [v for v in client.search_model_versions(f"name = '{name}'")
+                    if v.tags.get("pipeline.train_fingerprint") == train_fingerprint]
+    return min(versions, key=lambda v: int(v.version)) if versions else None
+
+
 def run(model: Artifact, evaluation: Artifact, config: Config, out: Path) -> dict[str, Any]:
     import mlflow
 
@@ -60,7 +71,8 @@ def run(model: Artifact, evaluation: Artifact, config: Config, out: Path) -> dic
         "pipeline.hyperparameters": json.dumps(model.properties.get("hyperparameters", {}), sort_keys=True),
         "pipeline.test_accuracy": str(evaluation.properties.get("metrics", {}).get("accuracy", "")),
     }
-    version = mlflow.register_model(model.properties["model_uri"], name, tags=tags)
+    version = _registered(client, name, model.fingerprint) or mlflow.register_model(
+        model.properties["model_uri"], name, tags=tags)
     client.set_registered_model_alias(name, ALIAS_CHAMPION, version.version)
     client.set_model_version_tag(name, version.version, "pipeline.blessing", evaluation.properties.get("reason", ""))
     export = export_saved_model(model.file(MODEL_FILE), serving_root(config) / name / str(version.version))

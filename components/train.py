@@ -59,7 +59,9 @@ def _callbacks(config: Config, backup_dir: Path) -> list:
         epoch_logger(),
     ]
     if config.train.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.early_stopping_patience,
+        monitor = config.train.monitor
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=config.train.early_stopping_patience,
+                                                       mode="max" if monitor == "val_accuracy" else "min",
                                                        restore_best_weights=True))
     return callbacks
 
@@ -150,7 +152,11 @@ def run(transform: Artifact, hyperparameters: Artifact, config: Config, out: Pat
     mlflow.log_artifact(str(curves))
     mlflow.log_dict(config.to_dict(), RESOLVED_CONFIG)
     final = {k: float(v[-1]) for k, v in history.items()}
-    best_epoch = int(np.argmin(history["val_loss"])) if "val_loss" in history else len(losses) - 1
+    monitored = history.get(config.train.monitor)
+    if monitored:
+        best_epoch = int(np.argmax(monitored) if config.train.monitor == "val_accuracy" else np.argmin(monitored))
+    else:
+        best_epoch = len(losses) - 1
     return {
         "epochs": len(losses),
         "best_epoch": best_epoch + 1,
@@ -173,6 +179,10 @@ def _log_model(served, transform: Artifact, metadata: dict[str, Any]):
         sample = data["x"]
     if sample.dtype.kind == "U":
         sample = sample.astype(object)  # Keras takes strings as object arrays, not fixed-width unicode
-    signature = infer_signature(sample, np.asarray(served.predict(sample, verbose=0)))
+    # A signature records only dtypes and shapes, so the output side comes from the model's output spec:
+    # running predict here would trace a predict function (about half a second) for nothing that
+    # evaluate does not check right after on the whole test split.
+    output = served.outputs[0]
+    signature = infer_signature(sample, np.zeros((len(sample), *output.shape[1:]), dtype=output.dtype))
     return mlflow.keras.log_model(served, name="model", signature=signature, pip_requirements=_pip_requirements(),
                                   metadata=metadata)

@@ -84,7 +84,8 @@ class TrainConfig:
     clipnorm: float = 0.0  # > 0: clip gradients by this global norm (useful for recurrent nets)
     batch_size: int = 64  # examples per gradient step
     epochs: int = 10  # maximum epochs
-    early_stopping_patience: int = 3  # epochs without val_loss improvement before stopping, 0 = off
+    early_stopping_patience: int = 3  # epochs without improvement of `monitor` before stopping, 0 = off
+    monitor: str = "val_loss"  # val_loss | val_accuracy: what early stopping watches and restores the best of
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("train", "schedule"): SCHEDULES,
     ("tune", "algorithm"): TUNE_ALGORITHMS,
     ("tune", "objective"): TUNE_OBJECTIVES,
+    ("train", "monitor"): TUNE_OBJECTIVES,
 }
 
 # key -> (low, high, low_inclusive, high_inclusive, human-readable range)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 from typing import Any
 
@@ -20,27 +22,57 @@ def _properties(client, run_id: str) -> dict[str, Any]:
         return {}
 
 
+def _given_run(client, run_id: str):
+    """The pipeline run with this id; a stage or trial id, or an unknown one, is a usage error."""
+    store = tracking.redact_uri(tracking.tracking_uri())
+    try:
+        run = client.get_run(run_id)
+    except Exception:
+        raise ConfigError(f"no run {run_id!r} in {store}; run `pipeline show` without an id for the latest "
+                          "pipeline run") from None
+    kind = run.data.tags.get(TAG_KIND)
+    if kind != "pipeline":
+        what = f"a {kind} run" if kind else "not a pipeline run"
+        parent = run.data.tags.get("mlflow.parentRunId")
+        hint = f"; its parent run is {parent}" if parent else ""
+        raise ConfigError(f"run {run_id!r} is {what}, not a pipeline run{hint}; "
+                          "`pipeline show` takes a pipeline (top-level) run id")
+    return run
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities (a diverged model's loss) become null, so stdout stays strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def collect(run_id: str | None, name: str) -> dict[str, Any]:
     import mlflow
 
+    # Reading the stages' properties must not draw MLflow's download progress bars on stderr.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(tracking.tracking_uri())
     client = mlflow.MlflowClient()
-    experiment = client.get_experiment_by_name(name)
-    if experiment is None:
-        raise ConfigError(f"no pipeline named {name!r} in {tracking.redact_uri(tracking.tracking_uri())}; "
-                          "run `pipeline run` first or pass --name")
     if run_id:
-        try:
-            parent = client.get_run(run_id)
-        except Exception:
-            raise ConfigError(f"no run {run_id!r} in the store; `pipeline show` lists the latest run") from None
+        parent = _given_run(client, run_id)
+        experiment_id = parent.info.experiment_id
     else:
-        runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{TAG_KIND}` = 'pipeline'",
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise ConfigError(f"no pipeline named {name!r} in {tracking.redact_uri(tracking.tracking_uri())}; "
+                              "run `pipeline run` first or pass --name")
+        experiment_id = experiment.experiment_id
+        runs = client.search_runs([experiment_id], filter_string=f"tags.`{TAG_KIND}` = 'pipeline'",
                                   order_by=["attributes.start_time DESC"], max_results=1)
         if not runs:
             raise ConfigError(f"pipeline {name!r} has no runs yet; run `pipeline run` first")
         parent = runs[0]
-    children = client.search_runs([experiment.experiment_id],
+    children = client.search_runs([experiment_id],
                                   filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     stages = sorted((r for r in children if r.data.tags.get(TAG_KIND) == "stage"),
                     key=lambda r: STAGES.index(r.data.tags[TAG_STAGE]))
@@ -55,7 +87,7 @@ def collect(run_id: str | None, name: str) -> dict[str, Any]:
     evaluate = properties.get("evaluate", {})
     return {
         "run_id": parent.info.run_id,
-        "experiment_id": experiment.experiment_id,
+        "experiment_id": experiment_id,
         "status": parent.info.status,
         "stages": rows,
         "metrics": evaluate.get("metrics", {}),
@@ -69,7 +101,7 @@ def collect(run_id: str | None, name: str) -> dict[str, Any]:
 def show(run_id: str | None, name: str, *, as_json: bool) -> int:
     summary = collect(run_id, name)
     if as_json:
-        json.dump(summary, sys.stdout, indent=2, default=str)
+        json.dump(_finite(summary), sys.stdout, indent=2, default=str, allow_nan=False)
         sys.stdout.write("\n")
         return 0
     console.info(f"pipeline run {summary['run_id']}: {summary['status']}")
