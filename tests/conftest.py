@@ -60,6 +60,8 @@ class Store:
 def make_store(root: Path, tfds_dir: Path) -> Store:
     root.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TFDS_"))}
+    # As with an activated virtual environment: `mlflow models serve` starts `uvicorn` from PATH.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update({"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "TFDS_DATA_DIR": str(tfds_dir),
                 "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"})
     return Store(root, env)
