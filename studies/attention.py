@@ -19,17 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from studies.common import (
-    Claim,
-    Findings,
-    Study,
-    fit,
-    load_split,
-    log_final,
-    log_learning_curves,
-    pyplot,
-    save_figure,
-)
+from studies.common import Study, fit, load_split, log_final, log_learning_curves
+from studies.report import Claim, Findings, pyplot, save_figure
 
 TITLE = "Attention removes the fixed-length bottleneck (Bahdanau et al. 2015)"
 DATASET = "digit_reversal/len5to30"
@@ -50,7 +41,7 @@ class Settings:
     clipnorm: float = 1.0
 
 
-QUICK = Settings(num_train=5_000, epochs=3, units=64, num_test=1_000, greedy_examples=200)
+QUICK = Settings(num_train=4_000, epochs=3, units=64, num_test=600, greedy_examples=150)
 FULL = Settings(num_train=20_000, epochs=4, units=128, num_test=2_000, greedy_examples=1_000)
 
 
@@ -192,8 +183,10 @@ def _claim(settings: Settings, rows: list[dict]) -> Claim:
                  f"{forced_attended[longest]:.3f} with attention (lengths {shortest}: "
                  f"{forced_plain[shortest]:.3f} vs {forced_attended[shortest]:.3f}); greedy on {longest}: "
                  f"{plain['greedy'][longest]:.3f} vs {attended['greedy'][longest]:.3f}; matched in epochs "
-                 f"({settings.epochs}), {plain['seconds_per_epoch']:.0f} vs {attended['seconds_per_epoch']:.0f} s/epoch",
-        held=forced_attended[longest] > forced_plain[longest] and attended["greedy"][longest] > plain["greedy"][longest],
+                 f"({settings.epochs}), {plain['seconds_per_epoch']:.0f} vs "
+                 f"{attended['seconds_per_epoch']:.0f} s/epoch",
+        held=(forced_attended[longest] > forced_plain[longest]
+              and attended["greedy"][longest] > plain["greedy"][longest]),
     )
 
 

@@ -15,17 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from studies.common import (
-    Claim,
-    Findings,
-    Study,
-    fit,
-    load_images,
-    log_final,
-    log_learning_curves,
-    pyplot,
-    save_figure,
-)
+from studies.common import Study, fit, load_images, log_final, log_learning_curves
+from studies.report import Claim, Findings, pyplot, save_figure
 
 TITLE = "Batch normalization speeds training (Ioffe & Szegedy 2015)"
 
@@ -174,7 +165,8 @@ def _body(settings: Settings, source: str, rows: list[dict], comparisons: list[d
         f"Data: {source}. {settings.layers}x{settings.units} {settings.activation} MLP, plain SGD "
         f"(learning rate {settings.learning_rate}), batch {settings.batch_size}, "
         f"BN momentum {settings.bn_momentum}, epsilon {settings.bn_epsilon:g}; validation every "
-        f"{settings.eval_every} steps.",
+        f"{settings.eval_every} steps. The net is the paper's MNIST one; the data differ, so compare "
+        "the ratio of steps rather than the accuracies.",
         "",
         "| variant | steps to target | final val acc | best val acc | final train loss | steps trained |",
         "| --- | --- | --- | --- | --- | --- |",

@@ -1,16 +1,16 @@
-"""What every study shares: the run lifecycle, data through TFDS, training, MLflow and reports.
+"""What every study shares: the run lifecycle, MLflow runs, data through TFDS and training.
 
 A study module defines `TITLE`, a frozen `Settings` dataclass with `QUICK` and
 `FULL` instances, and `run(study: Study) -> Findings`. `conduct` opens the
 study's MLflow parent run, calls `run` (which opens one nested child run per
 grid cell through `Study.cell`), then writes `reports/<study>.md` and
-`reports/<study>.json` and logs them, with the figures, to the parent run.
+`reports/<study>.json` (see studies.report) and logs them, with the figures,
+to the parent run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 import tempfile
@@ -24,13 +24,14 @@ from typing import Any
 
 import numpy as np
 
+from studies.report import Findings, verdict, write_report
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = "studies"  # MLflow experiment holding every study's parent run
 TAG_STUDY = "study.name"  # on the parent and on every child run
 TAG_CELL = "study.cell"  # on child runs: the grid cell's name
 KIND_STUDY = "study"  # pipeline.kind of a parent run
 KIND_CELL = "study_cell"  # pipeline.kind of a child run
-HELD_PREFIX = "Held here:"  # starts the one line per claim that says whether it held
 
 
 def default_reports_dir() -> Path:
@@ -40,32 +41,6 @@ def default_reports_dir() -> Path:
 def shared_tfds_dir() -> Path:
     """The offline TFDS data_dir holding fashion_mnist: `../shared/tfds` from the repo root."""
     return REPO_ROOT.parent / "shared" / "tfds"
-
-
-# ---------------------------------------------------------------- reporting types
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One classic claim, the paper's figure beside the measured one, and whether it held."""
-
-    name: str  # short label, e.g. "BN speeds training"
-    paper: str  # what the paper reported
-    measured: str  # what this run measured, one sentence with the numbers
-    held: bool  # whether the claim's direction showed in this run
-
-    def line(self) -> str:
-        return f"{HELD_PREFIX} {'yes' if self.held else 'no'} — {self.name}: {self.measured}"
-
-
-@dataclass(frozen=True)
-class Findings:
-    """What a study's `run` hands back for the report."""
-
-    results: dict[str, Any]  # the study's figures, JSON-serialisable
-    claims: list[Claim]  # each rendered as a paper-vs-measured row and a held line
-    body: str  # markdown tables and notes specific to the study
-    figures: list[Path]  # PNGs written under the reports directory
 
 
 @dataclass
@@ -126,7 +101,7 @@ def conduct(
         wall_time = time.perf_counter() - started
         mlflow.log_metric("wall_time_s", wall_time)
         payload = _payload(module, study, findings, experiment_id, wall_time)
-        _write_report(module, study, findings, payload)
+        write_report(*_report_paths(study), findings, payload)
         for path in (*findings.figures, *_report_paths(study)):
             mlflow.log_artifact(str(path))
     return payload
@@ -149,7 +124,7 @@ def _payload(
         "seed": study.seed,
         "command": _command(study.name, study.quick, study.seed),
         "wall_time_s": round(wall_time, 1),
-        "verdict": _verdict(findings.claims),
+        "verdict": verdict(findings.claims),
         "settings": dataclasses.asdict(study.settings),
         "claims": [dataclasses.asdict(claim) | {"line": claim.line()} for claim in findings.claims],
         "results": findings.results,
@@ -164,62 +139,8 @@ def _payload(
     }
 
 
-def _verdict(claims: list[Claim]) -> str:
-    """One line for a console: how many claims held, and which did not."""
-    missed = [claim.name for claim in claims if not claim.held]
-    return f"{len(claims) - len(missed)}/{len(claims)} claims held here" + (
-        f" (not: {'; '.join(missed)})" if missed else ""
-    )
-
-
 def _report_paths(study: Study) -> tuple[Path, Path]:
     return study.reports_dir / f"{study.name}.md", study.reports_dir / f"{study.name}.json"
-
-
-def _write_report(module: ModuleType, study: Study, findings: Findings, payload: dict[str, Any]) -> None:
-    markdown_path, json_path = _report_paths(study)
-    size = "quick" if study.quick else "full"
-    lines = [
-        f"# {module.TITLE}",
-        "",
-        f"Size: **{size}**, seed {study.seed}; wall time {payload['wall_time_s']:.0f} s "
-        f"on this machine (`{payload['command']}`).",
-        f"MLflow: experiment `{EXPERIMENT}`, parent run `{study.parent_run_id}` with "
-        f"{len(study.child_run_ids)} child runs (one per grid cell).",
-        "",
-        "## Claims: the paper beside this run",
-        "",
-        "| claim | paper | measured here | held here |",
-        "| --- | --- | --- | --- |",
-        *(f"| {_cell(c.name)} | {_cell(c.paper)} | {_cell(c.measured)} | {'yes' if c.held else 'no'} |"
-          for c in findings.claims),
-        "",
-        *(claim.line() for claim in findings.claims),
-        "",
-        findings.body.strip(),
-        "",
-        "## Settings",
-        "",
-        *(f"- `{key}` = `{value}`" for key, value in payload["settings"].items()),
-        "",
-        *(f"![{path.stem}]({path.name})" for path in findings.figures),
-        "",
-    ]
-    markdown_path.write_text("\n".join(lines))
-    json_path.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
-
-
-def _cell(text: str) -> str:
-    """Text safe inside a markdown table cell."""
-    return text.replace("|", "\\|")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
 # ---------------------------------------------------------------- data
@@ -249,7 +170,14 @@ def load_images(*, num_train: int, num_val: int, data_dir: str | None) -> ImageD
     import tensorflow_datasets as tfds
 
     for candidate in _image_dirs(data_dir):
-        if tfds.builder("fashion_mnist", data_dir=candidate).is_prepared():
+        builder = tfds.builder("fashion_mnist", data_dir=candidate)
+        if builder.is_prepared():
+            available = builder.info.splits["train"].num_examples
+            if num_train + num_val > available:
+                raise ValueError(
+                    f"num_train + num_val must fit in fashion_mnist's {available} training images "
+                    f"(validation comes from their end), got {num_train} + {num_val}"
+                )
             x_train, y_train = load_split("fashion_mnist", f"train[:{num_train}]", data_dir=candidate)
             x_val, y_val = load_split("fashion_mnist", f"train[-{num_val}:]", data_dir=candidate)
             source = f"fashion_mnist from `{candidate}` (validation: the last {num_val} of train)"
@@ -360,20 +288,3 @@ def log_learning_curves(trained: Trained) -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         mlflow.log_artifact(str(plot_learning_curves(trained.history, Path(folder) / "learning_curves.png")))
-
-
-def pyplot():
-    """matplotlib's pyplot on the headless Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(figure, path: Path) -> Path:
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    pyplot().close(figure)
-    return path

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from studies import STUDIES, run_study
-from studies.common import HELD_PREFIX
+from studies.report import HELD_PREFIX
 
 
 def check_tracking_and_report(run, expected_cells: int) -> None:
