@@ -1,0 +1,1 @@
+"""Benchmarks of the pipeline against plain Keras, run as `python -m benchmarks` (see README-section.md)."""

@@ -22,10 +22,16 @@ def _parser() -> argparse.ArgumentParser:
                         help="smaller and fewer: default pipeline without tuning, 6,000 fashion_mnist examples")
     parser.add_argument("--shared-tfds", type=Path, default=None, metavar="DIR",
                         help="TFDS data_dir holding fashion_mnist (default: ../shared/tfds from the repository)")
+    parser.add_argument("--fashion-examples", type=int, default=None, metavar="N",
+                        help="data.max_examples of the fashion_mnist run that feeds the training benchmarks "
+                             "(default: all; 3000 with --quick)")
+    parser.add_argument("--fashion-epochs", type=int, default=None, metavar="N",
+                        help="epochs of that run and of the train-stage benchmark (default 8; 1 with --quick)")
     parser.add_argument("--profile", type=Path, default=None, metavar="FILE.prof",
-                        help="also cProfile the train stage of the first repeat into this file")
+                        help="also cProfile one extra, unmeasured train stage run into this file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary stores and logs (path printed)")
-    parser.add_argument("--results", type=Path, default=HERE / "results" / "latest.json", metavar="FILE.json")
+    parser.add_argument("--results", type=Path, default=None, metavar="FILE.json",
+                        help="default: benchmarks/results/latest.json (latest-quick.json with --quick)")
     parser.add_argument("--markdown", type=Path, default=None, metavar="FILE.md",
                         help="default: benchmarks/RESULTS.md (results/RESULTS-quick.md with --quick, so a quick "
                              "check never replaces the committed figures)")
@@ -34,9 +40,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.repeats is not None and args.repeats < 1:
-        _parser().error(f"--repeats must be >= 1, got {args.repeats}")
-    settings = Settings.make(args.repeats, args.quick, args.shared_tfds, args.profile)
+    for flag, value, low in (("--repeats", args.repeats, 1), ("--fashion-examples", args.fashion_examples, 0),
+                             ("--fashion-epochs", args.fashion_epochs, 1)):
+        if value is not None and value < low:
+            _parser().error(f"{flag} must be >= {low}, got {value}")
+    settings = Settings.make(args.repeats, args.quick, args.shared_tfds, args.profile, args.fashion_examples,
+                             args.fashion_epochs)
     if not (settings.shared_tfds / "fashion_mnist").is_dir():
         _parser().error(f"{settings.shared_tfds} holds no prepared fashion_mnist; pass --shared-tfds DIR")
     command = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -60,10 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     print(report.text_tables(results))
     print(f"\nload average at start {described['load_at_start']}, at end {described['load_at_end']}; "
           f"{described['benchmark_seconds']:.0f} s in all")
+    results_file = args.results or HERE / "results" / ("latest-quick.json" if args.quick else "latest.json")
     markdown = args.markdown or (HERE / "results" / "RESULTS-quick.md" if args.quick else HERE / "RESULTS.md")
-    report.write_json(args.results, described, settings, results, command.strip())
+    report.write_json(results_file, described, settings, results, command.strip())
     report.write_markdown(markdown, described, settings, results, command.strip())
-    print(f"wrote {args.results} and {markdown}")
+    print(f"wrote {results_file} and {markdown}")
     return 0
 
 

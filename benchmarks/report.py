@@ -10,7 +10,7 @@ from typing import Any
 from benchmarks.machine import summary_line
 from benchmarks.suite import Results, Row, Settings
 
-COLUMNS = ("#", "benchmark", "result", "target", "met", "detail", "load")
+COLUMNS = ("#", "benchmark", "wall", "cpu", "target", "met wall/cpu", "detail", "load 1m")
 
 
 def _value(row: Row) -> str:
@@ -24,11 +24,17 @@ def _value(row: Row) -> str:
 
 
 def _met(row: Row) -> str:
-    return "" if row.met is None else ("yes" if row.met else "NO")
+    def word(met: bool | None) -> str:
+        return "-" if met is None else ("yes" if met else "NO")
+
+    if row.met is None:
+        return ""
+    return f"{word(row.met)}/{word(row.cpu_met)}"
 
 
 def _cells(row: Row) -> list[str]:
-    return [row.id, row.name, _value(row), row.target, _met(row), row.detail, row.load]
+    cpu = "" if row.cpu is None else f"{row.cpu:.3f}"
+    return [row.id, row.name, _value(row), cpu, row.target, _met(row), row.detail, row.load]
 
 
 def _aligned(body: list[list[str]]) -> str:
@@ -75,16 +81,21 @@ def write_json(path: Path, machine: dict[str, Any], settings: Settings, results:
 
 
 def write_markdown(path: Path, machine: dict[str, Any], settings: Settings, results: Results, command: str) -> None:
-    mode = "quick" if settings.quick else "full"
+    mode = "quick" if settings.quick else "default"
+    load_end = machine.get("load_at_end")
     text = f"""# Benchmark results
 
-Measured {machine['date']} with `{command}` ({mode} mode, {settings.repeats} side-by-side repeat(s) per ratio,
-median reported).
+Measured {machine['date']} with `{command}` ({mode} mode: {settings.repeats} side-by-side repeat(s) per
+ratio, median reported; {machine.get('benchmark_seconds', 0):.0f} s in all).
 
 Machine: {summary_line(machine)}.
-Load average (1, 5, 15 min) at the start: {', '.join(str(v) for v in machine['load_at_start'])};
-the `load` column gives the 1-minute load average seen around each measurement
-(on {machine['cores']} cores: above {machine['cores']} means other work was competing for the CPU).
+
+Load average (1, 5, 15 min): {', '.join(str(v) for v in machine['load_at_start'])} at the start,
+{', '.join(str(v) for v in load_end) if load_end else '?'} at the end. The `load 1m` column gives the
+1-minute load average seen around each measurement: on {machine['cores']} cores, anything above
+{machine['cores']} means other work was competing for the CPU, and the `wall` ratios carry that noise.
+The `cpu` column is the same ratio in CPU time of the measured process (all threads), which other
+work disturbs much less.
 
 {_markdown(_figures(results.rows))}
 
@@ -92,6 +103,6 @@ Seconds per stage of the end-to-end runs (`pipeline show --json`):
 
 {_markdown(_stages(results.stages))}
 
-How each figure is measured: see `benchmarks/README-section.md`.
+What each figure measures and how: `benchmarks/README-section.md`.
 """
     path.write_text(text)

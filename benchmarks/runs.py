@@ -34,6 +34,7 @@ class Finished:
 
     returncode: int
     seconds: float
+    cpu_seconds: float  # user + system CPU time of the process (all its threads)
     maxrss_mib: float  # the largest single process's peak RSS (kernel's wait4 figure)
     tree_peak_mib: float  # the largest sampled sum of RSS over the process and its children
     stdout: Path
@@ -126,7 +127,7 @@ class Workspace:
             seconds = time.perf_counter() - started
             process.returncode = os.waitstatus_to_exitcode(status)
             sampler.stop()
-        done = Finished(process.returncode, seconds, usage.ru_maxrss / 1024, sampler.peak / 2**20, stdout, stderr,
+        done = Finished(process.returncode, seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, sampler.peak / 2**20, stdout, stderr,
                         (load_before, machine.load()))
         self.finished.append(done)
         return done
