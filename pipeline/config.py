@@ -123,9 +123,6 @@ class Config:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     push: PushConfig = field(default_factory=PushConfig)
 
-    def section(self, name: str) -> Any:
-        return getattr(self, name)
-
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
 

@@ -17,21 +17,12 @@ def set_verbosity(level: int) -> None:
     _VERBOSITY = level
 
 
-def verbosity() -> int:
-    return _VERBOSITY
-
-
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
 def info(text: str) -> None:
     if _VERBOSITY >= 1:
-        _say(text)
-
-
-def detail(text: str) -> None:
-    if _VERBOSITY >= 2:
         _say(text)
 
 
