@@ -69,11 +69,37 @@ def _tuner_class(algorithm: str):
     }[algorithm]
 
 
+def _write_tuner_state_atomically() -> None:
+    """Make KerasTuner write its resume state (oracle.json, trial.json) to a temporary file renamed over the old.
+
+    KerasTuner writes those files in place, so a search killed during a write (kill -9, a lost machine)
+    left an empty oracle.json that made the resumed search fail. Every one of its state writes goes
+    through `keras_tuner.src.utils.save_json`, which is replaced here for this process (once).
+    """
+    from keras_tuner.src import utils as tuner_utils
+
+    if getattr(tuner_utils.save_json, "atomic", False):
+        return
+
+    def save_json(path, obj):
+        text = json.dumps(obj)
+        temporary = f"{path}.{os.getpid()}.tmp"
+        with open(temporary, "w") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+        return text
+
+    save_json.atomic = True
+    tuner_utils.save_json = save_json
+
+
 def _make_tuner(config: Config, hypermodel, directory: Path, *, trial_parent: str | None, verbose: int):
     """The configured KerasTuner tuner, with every trial recorded as a nested MLflow run."""
     import keras_tuner
 
     from components.trial_tracking import tracked
+
+    _write_tuner_state_atomically()
 
     tune = config.tune
     direction = "max" if tune.objective == "val_accuracy" else "min"
@@ -88,9 +114,13 @@ def _make_tuner(config: Config, hypermodel, directory: Path, *, trial_parent: st
         max_consecutive_failed_trials=max(3, tune.max_trials),
     )
     tracked_class = tracked(_tuner_class(tune.algorithm), trial_parent=trial_parent, verbose=verbose)
-    if tune.algorithm == "hyperband":
-        return tracked_class(max_epochs=tune.max_epochs, factor=3, hyperband_iterations=1, **common)
-    return tracked_class(max_trials=tune.max_trials, **common)
+    try:
+        if tune.algorithm == "hyperband":
+            return tracked_class(max_epochs=tune.max_epochs, factor=3, hyperband_iterations=1, **common)
+        return tracked_class(max_trials=tune.max_trials, **common)
+    except json.JSONDecodeError as exc:  # state written in place by an older version and cut short
+        raise RuntimeError(f"the saved state of the interrupted search in {directory / 'search'} is damaged "
+                           f"({exc}); delete that directory to start the search afresh") from None
 
 
 def _clean(values: dict[str, Any]) -> dict[str, Any]:
