@@ -8,6 +8,7 @@ the second must find every stage cached. Many tests only read the results.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -46,15 +47,24 @@ class Store:
         return Result(done.returncode, done.stdout, done.stderr, time.perf_counter() - started)
 
     def popen(self, *args: str) -> subprocess.Popen:
-        """A pipeline process whose output (stdout and stderr together) the test reads as it comes."""
+        """A pipeline process whose output (stdout and stderr together) the test reads as it comes.
+
+        It starts with Ctrl-C's default handling, as from a terminal: a test session started in the
+        background (`make test &`, nohup) ignores SIGINT, the child would inherit that, and the Ctrl-C
+        test would then interrupt nothing.
+        """
         return subprocess.Popen([*PIPELINE, *args], cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+                                stderr=subprocess.STDOUT, text=True, preexec_fn=_default_sigint)
 
     def client(self):
         import mlflow
 
         mlflow.set_tracking_uri(self.uri)
         return mlflow.MlflowClient(self.uri)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def make_store(root: Path, tfds_dir: Path) -> Store:
