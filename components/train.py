@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from components.data import load_arrays, make_dataset
+from components.data import evaluation_batches, load_arrays, training_batches
 from components.trial_tracking import epoch_logger
 from pipeline import console
 from pipeline.artifacts import Artifact, read_json, write_json
@@ -108,7 +108,7 @@ def run(transform: Artifact, hyperparameters: Artifact, config: Config, out: Pat
     x_train, y_train = load_arrays(transform, "train")
     x_val, y_val = load_arrays(transform, "validation")
     batch_size = int(train_kwargs["batch_size"])
-    steps_per_epoch = math.ceil(len(x_train) / batch_size)
+    batches, steps_per_epoch = training_batches(x_train, y_train, batch_size=batch_size, seed=config.pipeline.seed)
     optimizer = models.build_optimizer(
         train_kwargs["optimizer"], train_kwargs["learning_rate"], momentum=train_kwargs.get("momentum", 0.9),
         nesterov=bool(train_kwargs.get("nesterov", False)), schedule=config.train.schedule,
@@ -122,9 +122,9 @@ def run(transform: Artifact, hyperparameters: Artifact, config: Config, out: Pat
         mlflow.set_tag("pipeline.resumed", "true")
         console.info("train: resuming from the last completed epoch of an interrupted run")
     history = core.fit(
-        make_dataset(x_train, y_train, batch_size=batch_size, shuffle=True, seed=config.pipeline.seed),
-        validation_data=make_dataset(x_val, y_val, batch_size=batch_size, shuffle=False, seed=config.pipeline.seed),
-        epochs=config.train.epochs, callbacks=_callbacks(config, backup), shuffle=False,  # tf.data shuffles
+        batches, steps_per_epoch=steps_per_epoch,
+        validation_data=evaluation_batches(x_val, y_val, batch_size=batch_size),
+        epochs=config.train.epochs, callbacks=_callbacks(config, backup), shuffle=False,  # the batches are shuffled
         verbose=_keras_verbosity(verbose),
     ).history
     losses = history.get("loss", [])

@@ -82,23 +82,14 @@ def _load(study: Study, split: str) -> Strings:
     return Strings(to_model_ids(source), decoder_inputs, decoder_targets, (source != PAD_TOKEN).sum(axis=1))
 
 
-def _as_dataset(strings: Strings, *, batch_size: int, shuffle: bool, seed: int):
-    """make_dataset over one stacked array, split back into the model's two named inputs.
+def _model_inputs(strings: Strings) -> dict[str, np.ndarray]:
+    from models import DECODER_INPUT, ENCODER_INPUT
 
-    make_dataset sizes its shuffle buffer with len(x), so x must be one array
-    rather than a dict of two; the source is padded by one PAD to stack it
-    with the decoder inputs (the encoder masks PAD, so nothing changes).
-    """
-    from components.data import make_dataset
-    from models import DECODER_INPUT, ENCODER_INPUT, PAD
-
-    source = np.pad(strings.source, ((0, 0), (0, 1)), constant_values=PAD)
-    stacked = np.stack([source, strings.decoder_inputs], axis=1)
-    dataset = make_dataset(stacked, strings.decoder_targets, batch_size=batch_size, shuffle=shuffle, seed=seed)
-    return dataset.map(lambda x, y: ({ENCODER_INPUT: x[:, 0], DECODER_INPUT: x[:, 1]}, y))
+    return {ENCODER_INPUT: strings.source, DECODER_INPUT: strings.decoder_inputs}
 
 
 def _train_model(study: Study, attention: str, train: Strings, test: Strings) -> dict:
+    from components.data import evaluation_batches, training_batches
     from models import FIRST_SYMBOL, build_optimizer, build_seq2seq, compile_model
 
     settings: Settings = study.settings
@@ -111,12 +102,10 @@ def _train_model(study: Study, attention: str, train: Strings, test: Strings) ->
                               embedding_dim=settings.embedding_dim, seed=study.seed)
         optimizer = build_optimizer("adam", settings.learning_rate, clipnorm=settings.clipnorm)
         compile_model(model, optimizer=optimizer, num_classes=vocab_size)
-        trained = fit(
-            model,
-            _as_dataset(train, batch_size=settings.batch_size, shuffle=True, seed=study.seed),
-            epochs=settings.epochs,
-            validation=_as_dataset(test, batch_size=500, shuffle=False, seed=study.seed),
-        )
+        batches, steps = training_batches(_model_inputs(train), train.decoder_targets,
+                                          batch_size=settings.batch_size, seed=study.seed)
+        trained = fit(model, batches, epochs=settings.epochs, steps_per_epoch=steps,
+                      validation=evaluation_batches(_model_inputs(test), test.decoder_targets, batch_size=500))
         forced = _teacher_forced_correct(model, test)
         greedy = _greedy_correct(model, test, settings.greedy_examples)
         result = {
@@ -136,11 +125,7 @@ def _train_model(study: Study, attention: str, train: Strings, test: Strings) ->
 
 def _teacher_forced_correct(model, strings: Strings) -> np.ndarray:
     """(n, max_length) bool: digit t of each reversal predicted right with the true prefix."""
-    from models import DECODER_INPUT, ENCODER_INPUT
-
-    probabilities = model.predict(
-        {ENCODER_INPUT: strings.source, DECODER_INPUT: strings.decoder_inputs}, batch_size=500, verbose=0
-    )
+    probabilities = model.predict(_model_inputs(strings), batch_size=500, verbose=0)
     max_length = strings.source.shape[1]
     return probabilities[:, :max_length].argmax(axis=-1) == strings.decoder_targets[:, :max_length]
 

@@ -71,7 +71,7 @@ def init_label(init_std: float | None) -> str:
 
 
 def _train_variant(study: Study, data, init_std: float | None, batch_norm: bool) -> dict:
-    from components.data import make_dataset
+    from components.data import evaluation_batches, training_batches
     from models import build_model, build_optimizer, compile_model
 
     settings: Settings = study.settings
@@ -87,9 +87,9 @@ def _train_variant(study: Study, data, init_std: float | None, batch_norm: bool)
         )
         compile_model(model, optimizer=build_optimizer("sgd", settings.learning_rate),
                       num_classes=data.num_classes)
-        train = make_dataset(data.x_train, data.y_train, batch_size=settings.batch_size,
-                             shuffle=True, seed=study.seed).repeat()
-        validation = make_dataset(data.x_val, data.y_val, batch_size=1_000, shuffle=False, seed=study.seed)
+        # An "epoch" here is eval_every steps of the endless shuffled stream, not a pass over the data.
+        train, _ = training_batches(data.x_train, data.y_train, batch_size=settings.batch_size, seed=study.seed)
+        validation = evaluation_batches(data.x_val, data.y_val, batch_size=1_000)
         callbacks = (_stop_at_target(settings.target_accuracy),) if settings.stop_at_target else ()
         trained = fit(model, train, epochs=settings.max_steps // settings.eval_every,
                       steps_per_epoch=settings.eval_every, validation=validation, callbacks=callbacks)

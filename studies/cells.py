@@ -119,7 +119,7 @@ def chrono_init(model, length: int, rng: np.random.Generator) -> None:
 
 
 def _train_cell(study: Study, cell: str, gate_init: str, train_arrays, val_arrays) -> dict:
-    from components.data import make_dataset
+    from components.data import evaluation_batches, training_batches
     from models import build_optimizer, compile_model
 
     settings: Settings = study.settings
@@ -132,9 +132,9 @@ def _train_cell(study: Study, cell: str, gate_init: str, train_arrays, val_array
         model = _build(study, cell, gate_init, length)
         optimizer = build_optimizer("adam", settings.learning_rate, clipnorm=settings.clipnorm)
         compile_model(model, optimizer=optimizer, num_classes=0)
-        train = make_dataset(*train_arrays, batch_size=settings.batch_size, shuffle=True, seed=study.seed)
-        validation = make_dataset(*val_arrays, batch_size=500, shuffle=False, seed=study.seed)
-        trained = fit(model, train, epochs=settings.epochs, validation=validation)
+        train, steps = training_batches(*train_arrays, batch_size=settings.batch_size, seed=study.seed)
+        validation = evaluation_batches(*val_arrays, batch_size=500)
+        trained = fit(model, train, epochs=settings.epochs, steps_per_epoch=steps, validation=validation)
         # The first epoch also compiles the graph; the others time training alone.
         steady = trained.epoch_seconds[1:] or trained.epoch_seconds
         final = {

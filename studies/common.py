@@ -250,7 +250,7 @@ def fit(model, train, *, epochs: int, validation=None, steps_per_epoch: int | No
         steps_per_epoch=steps_per_epoch,
         validation_data=validation,
         callbacks=[*callbacks, epoch_logger(), timer],
-        shuffle=False,  # make_dataset shuffles; Keras would only warn that it cannot
+        shuffle=False,  # training_batches shuffles; Keras would only warn that it cannot
         verbose=0,
     )
     return Trained({k: [float(v) for v in values] for k, values in history.history.items()}, timer.seconds)

@@ -62,7 +62,7 @@ def run(study: Study) -> Findings:
 
 
 def _train_rate(study: Study, data, rate: float) -> dict:
-    from components.data import make_dataset
+    from components.data import evaluation_batches, training_batches
     from models import build_model, build_optimizer, compile_model
 
     settings: Settings = study.settings
@@ -77,12 +77,11 @@ def _train_rate(study: Study, data, rate: float) -> dict:
         compile_model(model, optimizer=build_optimizer("adam", settings.learning_rate),
                       num_classes=data.num_classes)
         model.jit_compile = False  # XLA compiles longer than these few hundred steps take
-        train = make_dataset(data.x_train, data.y_train, batch_size=settings.batch_size,
-                             shuffle=True, seed=study.seed)
-        validation = make_dataset(data.x_val, data.y_val, batch_size=1_000, shuffle=False, seed=study.seed)
-        trained = fit(model, train, epochs=settings.epochs, validation=validation)
+        train, steps = training_batches(data.x_train, data.y_train, batch_size=settings.batch_size, seed=study.seed)
+        validation = evaluation_batches(data.x_val, data.y_val, batch_size=1_000)
+        trained = fit(model, train, epochs=settings.epochs, steps_per_epoch=steps, validation=validation)
         train_loss, train_accuracy = model.evaluate(
-            make_dataset(data.x_train, data.y_train, batch_size=1_000, shuffle=False, seed=study.seed),
+            evaluation_batches(data.x_train, data.y_train, batch_size=1_000),
             verbose=0,
         )
         final = {

@@ -76,7 +76,7 @@ def variant_label(epsilon: float | None) -> str:
 
 
 def _train_cell(study: Study, data, std: float, epsilon: float | None) -> dict:
-    from components.data import make_dataset
+    from components.data import evaluation_batches, training_batches
     from models import build_model, build_optimizer, compile_model
 
     settings: Settings = study.settings
@@ -94,12 +94,11 @@ def _train_cell(study: Study, data, std: float, epsilon: float | None) -> dict:
         compile_model(model, optimizer=build_optimizer(settings.optimizer, settings.learning_rate),
                       num_classes=data.num_classes)
         model.jit_compile = False  # XLA compiles longer than these few hundred steps take
-        train = make_dataset(data.x_train, data.y_train, batch_size=settings.batch_size,
-                             shuffle=True, seed=study.seed)
-        trained = fit(model, train, epochs=settings.epochs)
+        train, steps = training_batches(data.x_train, data.y_train, batch_size=settings.batch_size, seed=study.seed)
+        trained = fit(model, train, epochs=settings.epochs, steps_per_epoch=steps)
         # Inference-mode accuracies after training: BN uses its moving statistics.
         train_accuracy, val_accuracy = (
-            model.evaluate(make_dataset(x, y, batch_size=1_000, shuffle=False, seed=study.seed), verbose=0)[1]
+            model.evaluate(evaluation_batches(x, y, batch_size=1_000), verbose=0)[1]
             for x, y in ((data.x_train, data.y_train), (data.x_val, data.y_val))
         )
         final = {"final_train_accuracy": float(train_accuracy), "final_val_accuracy": float(val_accuracy),
