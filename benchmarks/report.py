@@ -103,6 +103,6 @@ Seconds per stage of the end-to-end runs (`pipeline show --json`):
 
 {_markdown(_stages(results.stages))}
 
-What each figure measures and how: `benchmarks/README-section.md`.
+What each figure measures and how: the Benchmarks section of `README.md`.
 """
     path.write_text(text)

@@ -32,13 +32,14 @@ class Settings:
     fashion_examples: int = 0  # data.max_examples of the fashion_mnist run (0 = every example)
     fashion_epochs: int = 8  # train.epochs of the fashion_mnist run and of the training benchmark
     slice_examples: int = 0  # fashion_mnist train examples the input-pipeline and tracking benchmarks read (0 = all)
-    digits_pairs: int = 20  # logged/unlogged epoch pairs on digits (its epochs take a fraction of a second)
+    digits_pairs: int = 10  # logged/unlogged fit pairs on digits
+    digits_epochs_per_fit: int = 20  # epochs of each of those fits (a digits epoch takes about 0.1 s)
     profile: Path | None = None  # also cProfile one extra (unmeasured) train stage run into this file
 
     @classmethod
     def make(cls, repeats: int | None, quick: bool, shared_tfds: Path | None, profile: Path | None,
              fashion_examples: int | None = None, fashion_epochs: int | None = None) -> "Settings":
-        sizes = dict(fashion_examples=3000, fashion_epochs=1, slice_examples=1000, digits_pairs=8) if quick else {}
+        sizes = dict(fashion_examples=3000, fashion_epochs=1, slice_examples=1000, digits_pairs=4) if quick else {}
         if fashion_examples is not None:
             sizes["fashion_examples"] = fashion_examples
         if fashion_epochs is not None:
@@ -48,8 +49,9 @@ class Settings:
 
     @property
     def long_repeats(self) -> int:
-        """Repeats of the measurements made of whole fashion_mnist epochs (doubled by their callers, since
-        an epoch is short): at least 3 unless --quick."""
+        """Repeats of the measurements made of short fashion_mnist fits (their callers take four times as
+        many, since a fit of two epochs is short and this machine's timings of it vary by 10-30 %): at
+        least 3 unless --quick."""
         return self.repeats if self.quick else max(3, self.repeats)
 
 
@@ -92,6 +94,18 @@ def _slowest(stages: list[dict[str, Any]]) -> str:
 
 def _median(values) -> float:
     return statistics.median(list(values))
+
+
+def _spread(ratios) -> str:
+    """The lowest and highest of the repeated ratios behind a median, so its noise is visible."""
+    ratios = list(ratios)
+    return f"repeats {min(ratios):.3f}-{max(ratios):.3f}"
+
+
+def _best(first, second, *, faster: str) -> str:
+    """The ratio of each variant's best repeat: what remains when the noise that only slows is left out."""
+    pick = max if faster == "higher" else min
+    return f"best of each {pick(first) / pick(second):.3f}"
 
 
 # -- 2, 5a, 6a: the default pipeline ---------------------------------------------------------------------------
@@ -212,10 +226,13 @@ def training_overhead(ws: Workspace, settings: Settings, results: Results, reque
                     - (p["train-plain"]["seconds"] - p["train-plain"]["fit_seconds"]) for p in pairs)
     results.raw["training"] = {"pairs": pairs, "outside_fit_extra_s": fixed}
     n = len(pairs)
+    stage_s, plain_s = [p["train-stage"]["seconds"] for p in pairs], [p["train-plain"]["seconds"] for p in pairs]
     results.rows.append(_ratio_row(
         "1", "training: whole train stage / plain Keras script", ratio("seconds"), ratio("cpu_seconds"), "<= 1.05",
         f"stage {median('seconds', 'train-stage'):.1f} s vs plain {median('seconds', 'train-plain'):.1f} s "
-        f"(median of {n}); outside fit the stage spends {fixed:.1f} s more", load))
+        f"(median of {n}, {_spread(a / b for a, b in zip(stage_s, plain_s))}, "
+        f"{_best(stage_s, plain_s, faster='lower')}); "
+        f"outside fit the stage spends {fixed:.1f} s more", load))
     results.rows.append(Row(
         "1b", "training: fit only, stage / plain", ratio("fit_seconds"), "x",
         detail=f"fit {median('fit_seconds', 'train-stage'):.1f} s vs {median('fit_seconds', 'train-plain'):.1f} s",
@@ -225,30 +242,38 @@ def training_overhead(ws: Workspace, settings: Settings, results: Results, reque
 # -- 3, 4: input pipeline and tracking -------------------------------------------------------------------------
 
 def input_pipeline(ws: Workspace, settings: Settings, results: Results, request: dict[str, Any]) -> None:
-    job, mark = {**request, "rounds": 2 * settings.long_repeats, "limit": settings.slice_examples}, ws.mark()
+    job = {**request, "rounds": 4 * settings.long_repeats, "limit": settings.slice_examples, "epochs_per_fit": 2}
+    mark = ws.mark()
     found = ws.worker(ws.store("training"), "input-pipeline", job, label="input-pipeline")
     results.raw["input_pipeline"] = found
     rates = found["steps_per_s"]
     results.rows.append(_ratio_row(
-        "3", "input pipeline: steps/s, make_dataset / in-memory tensors", found["ratio"], found["cpu_ratio"], ">= 0.95",
+        "3", "input pipeline: steps/s, training_batches / in-memory tensors", found["ratio"], found["cpu_ratio"], ">= 0.95",
         f"{rates['tfdata']:.1f} vs {rates['tensors']:.1f} steps/s, {found['examples']} fashion_mnist examples, batch "
-        f"{found['batch_size']} (median of {found['rounds']} alternating epochs)", ws.load_span(mark)))
+        f"{found['batch_size']} (median of {found['rounds']} alternating {found['epochs_per_fit']}-epoch fits, "
+        f"{_spread(found['ratios'])}, "
+        f"{_best(found['all_steps_per_s']['tfdata'], found['all_steps_per_s']['tensors'], faster='higher')})",
+        ws.load_span(mark)))
 
 
 def tracking_overhead(ws: Workspace, settings: Settings, results: Results, requests: dict[str, dict[str, Any]]) -> None:
     found = {}
     for suffix, (name, request) in zip("ab", requests.items()):
         digits = name == "digits"
-        job = {**request, "pairs": settings.digits_pairs if digits else 2 * settings.long_repeats,
+        job = {**request, "pairs": settings.digits_pairs if digits else 4 * settings.long_repeats,
+               "epochs_per_fit": settings.digits_epochs_per_fit if digits else 2,
                "limit": 0 if digits else settings.slice_examples}
         mark = ws.mark()
         figures = found[name] = ws.worker(ws.store("tracking"), "tracking", job, label=f"tracking-{name}")
         results.rows.append(_ratio_row(
             f"4{suffix}", f"tracking: epoch with / without MLflow logging ({name})", figures["ratio"],
             figures["cpu_ratio"], "<= 1.02",
-            f"epoch {figures['epoch_s_logged']:.3f} s vs {figures['epoch_s_plain']:.3f} s; log_metrics "
-            f"{1000 * figures['log_call_s']:.0f} ms a call ({1000 * figures['log_call_async_s']:.1f} ms with "
-            f"synchronous=False); {figures['examples']} examples, median of {figures['pairs']} pairs",
+            f"epoch {figures['epoch_s_logged']:.3f} s vs {figures['epoch_s_plain']:.3f} s (medians); the logger held the "
+            f"training thread {1000 * figures['held_per_fit_s']:.1f} ms a fit (one synchronous mlflow.log_metrics: "
+            f"{1000 * figures['log_call_sync_s']:.1f} ms); {figures['examples']} examples, median of "
+            f"{figures['pairs']} pairs of {figures['epochs_per_fit']}-epoch fits "
+            f"({_spread(logged[0] / plain[0] for logged, plain in figures['fits'])}, "
+            f"{_best([a[0] for a, _ in figures['fits']], [b[0] for _, b in figures['fits']], faster='lower')})",
             ws.load_span(mark)))
     results.raw["tracking"] = found
 
