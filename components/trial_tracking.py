@@ -43,6 +43,7 @@ def epoch_logger():
             self._last_write = 0.0
 
         def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+            self._run_id = None  # the run active when this fit first writes, even if the callback is reused
             self._last_write = time.time()
 
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -65,6 +66,7 @@ def epoch_logger():
                 return
             if self._client is None:
                 self._client = mlflow.MlflowClient()
+            if self._run_id is None:
                 self._run_id = (mlflow.active_run() or mlflow.start_run()).info.run_id
             metrics, self._unwritten = self._unwritten, []
             self._pending.append(self._client.log_batch(self._run_id, metrics=metrics, synchronous=False))
