@@ -173,28 +173,6 @@ def train_plain(request: dict[str, Any]) -> dict[str, Any]:
             "val_accuracy": float(history.history["val_accuracy"][-1])}
 
 
-def _epoch_clock():
-    """Two callbacks bracketing all others, so an epoch's time includes every other callback's epoch-end work.
-
-    Records (wall, cpu) seconds per epoch; cpu is the process's CPU time, all threads.
-    """
-    import keras
-
-    times: list[tuple[float, float]] = []
-    started: list[tuple[float, float]] = []
-
-    class Start(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            started.append((time.perf_counter(), time.process_time()))
-
-    class End(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            wall, cpu = started[-1]
-            times.append((time.perf_counter() - wall, time.process_time() - cpu))
-
-    return Start(), End(), times
-
-
 def _slice(x, y, limit: int):
     return (x[:limit], y[:limit]) if limit else (x, y)
 
