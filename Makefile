@@ -5,8 +5,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Tests, benchmarks and studies read prepared TFDS datasets offline from a development copy
+# beside the checkout when there is one; otherwise TFDS's own default (and its downloads) apply.
+ifeq ($(TFDS_DATA_DIR),)
+ifneq ($(wildcard ../shared/tfds),)
+export TFDS_DATA_DIR := $(abspath ../shared/tfds)
+endif
+endif
 
-.PHONY: run test ui bench clean-store
+.PHONY: run test ui study bench clean-store
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +29,9 @@ test: $(STAMP)  ## run the test suite (real components on tiny real data)
 
 ui: $(STAMP)  ## open the MLflow UI on http://127.0.0.1:5000
 	$(BIN)/pipeline ui
+
+study: $(STAMP)  ## every study at full size, reports under reports/
+	$(BIN)/pipeline study all
 
 bench: $(STAMP)  ## print the benchmark table and write benchmarks/results/
 	$(BIN)/python -m benchmarks

@@ -114,6 +114,13 @@ class PushConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    # Not part of any stage's fingerprint: how a run is observed never changes what it computes.
+    system_metrics: bool = True  # sample CPU, memory, disk (and GPU) on tune/train/evaluate runs (MLflow's sampler)
+    system_metrics_interval_s: float = 10.0  # seconds between two system-metric samples
+
+
+@dataclass(frozen=True)
 class Config:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -122,6 +129,7 @@ class Config:
     tune: TuneConfig = field(default_factory=TuneConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     push: PushConfig = field(default_factory=PushConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
@@ -135,6 +143,7 @@ _SECTION_TYPES = {
     "tune": TuneConfig,
     "evaluate": EvaluateConfig,
     "push": PushConfig,
+    "tracking": TrackingConfig,
 }
 
 # key -> (allowed values) for string keys with a fixed vocabulary.
@@ -173,6 +182,7 @@ _RANGES: dict[tuple[str, str], tuple[float, float, bool, bool]] = {
     ("data", "sequence_length"): (1, 100_000, True, True),
     ("data", "max_label_drift"): (0.0, 1.0, True, True),
     ("pipeline", "seed"): (0, 2**31 - 1, True, True),
+    ("tracking", "system_metrics_interval_s"): (0.1, 3600.0, True, True),
     ("evaluate", "min_accuracy"): (0.0, 1.0, True, True),
     ("evaluate", "max_regression"): (0.0, 1.0, True, True),
     ("evaluate", "max_loss"): (0.0, math.inf, True, True),
