@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+import studies
 from pipeline import console
 from pipeline.config import ConfigError, DEFAULT_CONFIG, check_stage, load_config
 from pipeline.names import STAGES
@@ -101,13 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--name", default="digits", help="registered model name (pipeline.name)")
     predict.add_argument("--top", type=int, default=3, help="how many classes to print per input")
     predict.add_argument("--json", action="store_true", help="print JSON on stdout")
-    study = commands.add_parser("study", help="reproduce a classic claim about BN, dropout, cells or attention",
-                                epilog=f"Example: {EXAMPLES['study']}",
+    study = commands.add_parser("study", help="reproduce a classic claim (BN, init, dropout, cells, attention, "
+                                "optimizers, whitening) over seeds", epilog=f"Example: {EXAMPLES['study']}",
                                 formatter_class=_Formatter)
-    study.add_argument("name", choices=("batchnorm", "init", "dropout", "cells", "attention", "all"),
-                       help="which study")
+    study.add_argument("name", choices=(*studies.STUDIES, studies.ALL), help="which study")
     study.add_argument("--quick", action="store_true", help="small sizes: about a minute or two per study")
+    study.add_argument("--seeds", type=int, default=None, metavar="N",
+                       help=f"seeds 0..N-1 (default {studies.FULL_SEEDS}; with --quick {studies.QUICK_SEEDS})")
     study.add_argument("--reports", metavar="DIR", default=None, help="where reports go (default: reports/)")
+    study.add_argument("--data-dir", metavar="DIR", default=None,
+                       help="TFDS data_dir the synthetic datasets are prepared into (default: TFDS's own)")
     _add_verbosity(study)
     show = commands.add_parser("show", help="summarise the latest (or a given) pipeline run",
                                epilog=f"Example: {EXAMPLES['show']}",
@@ -167,12 +171,13 @@ def _distribution(args: argparse.Namespace, role: str) -> tuple[str, str]:
 
 
 def _command_study(args: argparse.Namespace) -> int:
-    import studies
-
-    names = studies.STUDIES if args.name == "all" else (args.name,)
+    names = studies.STUDIES if args.name == studies.ALL else (args.name,)
+    if args.seeds is not None and args.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     for name in names:
-        result = studies.run_study(name, quick=args.quick, reports_dir=Path(args.reports) if args.reports else None)
-        console.info(f"{name}: {result.get('verdict', '')}")
+        result = studies.run_study(name, quick=args.quick, reports_dir=Path(args.reports) if args.reports else None,
+                                   data_dir=args.data_dir, seeds=args.seeds)
+        console.info(f"{name}: {result['verdict']} ({result['wall_time_s']:.0f} s, seeds {result['seeds']})")
     return 0
 
 

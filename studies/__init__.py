@@ -28,6 +28,8 @@ from typing import Any
 
 STUDIES = ("batchnorm", "init", "dropout", "cells", "attention")
 ALL = "all"  # runs every study in STUDIES order
+FULL_SEEDS = 3  # seeds of a full-size study unless told otherwise
+QUICK_SEEDS = 1  # seeds of a quick study unless told otherwise
 
 
 def run_study(
@@ -36,21 +38,25 @@ def run_study(
     quick: bool,
     reports_dir: Path | None = None,
     data_dir: str | None = None,
-    seed: int = 0,
+    seeds: int | None = None,
 ) -> dict[str, Any]:
-    """Run study `name` and return its JSON payload (for "all": {study: payload}).
+    """Run study `name` over seeds 0..seeds-1 and return its JSON payload (for "all": {study: payload}).
 
-    quick sizes each study for about a minute on two CPU cores; reports_dir
-    defaults to `<repo>/reports`; data_dir is the TFDS data_dir the synthetic
-    builders prepare into (and the first place fashion_mnist is looked for).
+    quick sizes each study for a minute or two per seed on two CPU cores; seeds defaults to
+    QUICK_SEEDS or FULL_SEEDS; reports_dir defaults to `<repo>/reports`; data_dir is the TFDS
+    data_dir the synthetic builders prepare into (and the first place fashion_mnist is looked for;
+    None: TFDS's default, which is TFDS_DATA_DIR when set).
     """
     if name == ALL:
         return {
-            study: run_study(study, quick=quick, reports_dir=reports_dir, data_dir=data_dir, seed=seed)
+            study: run_study(study, quick=quick, reports_dir=reports_dir, data_dir=data_dir, seeds=seeds)
             for study in STUDIES
         }
     if name not in STUDIES:
         raise ValueError(f"study must be one of {(*STUDIES, ALL)}, got {name!r}")
+    count = seeds if seeds is not None else QUICK_SEEDS if quick else FULL_SEEDS
+    if count < 1:
+        raise ValueError(f"seeds must be >= 1, got {count!r}")
     from studies.common import conduct, default_reports_dir
 
     module = importlib.import_module(f"studies.{name}")
@@ -60,8 +66,8 @@ def run_study(
         quick=quick,
         reports_dir=Path(reports_dir) if reports_dir is not None else default_reports_dir(),
         data_dir=data_dir,
-        seed=seed,
+        seeds=tuple(range(count)),
     )
 
 
-__all__ = ["ALL", "STUDIES", "run_study"]
+__all__ = ["ALL", "FULL_SEEDS", "QUICK_SEEDS", "STUDIES", "run_study"]

@@ -1,17 +1,20 @@
-"""What every study shares: the run lifecycle, MLflow runs, data through TFDS and training.
+"""What every study shares: the run lifecycle over seeds, MLflow runs, data through TFDS and training.
 
 A study module defines `TITLE`, a frozen `Settings` dataclass with `QUICK` and
-`FULL` instances, and `run(study: Study) -> Findings`. `conduct` opens the
-study's MLflow parent run, calls `run` (which opens one nested child run per
-grid cell through `Study.cell`), then writes `reports/<study>.md` and
-`reports/<study>.json` (see studies.report) and logs them, with the figures,
-to the parent run.
+`FULL` instances, `run(study: Study) -> Findings` for one seed, and
+`rules(settings) -> list[Rule]`, its claims. `conduct` opens the study's MLflow
+parent run and, per seed, a child run in which `run` opens one nested run per
+grid cell (through `Study.cell`). The seeds' measures become estimates with
+intervals, the rules are judged on them, and `reports/<study>.md` and
+`reports/<study>.json` are written (see studies.report) and logged, with the
+first seed's figures, to the parent run. Later seeds' figures go to their own
+child runs only.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
+import re
 import sys
 import tempfile
 import time
@@ -24,37 +27,33 @@ from typing import Any
 
 import numpy as np
 
-from studies.report import Findings, verdict, write_report
+from studies.report import Findings, estimate, verdict, write_report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = "studies"  # MLflow experiment holding every study's parent run
 TAG_STUDY = "study.name"  # on the parent and on every child run
-TAG_CELL = "study.cell"  # on child runs: the grid cell's name
+TAG_SEED = "study.seed"  # on a seed's run and on its cells' runs
+TAG_CELL = "study.cell"  # on cell runs: the grid cell's name
 KIND_STUDY = "study"  # pipeline.kind of a parent run
-KIND_CELL = "study_cell"  # pipeline.kind of a child run
+KIND_SEED = "study_seed"  # pipeline.kind of a seed's run (a child of the parent)
+KIND_CELL = "study_cell"  # pipeline.kind of a cell's run (a child of a seed's run)
 
 
 def default_reports_dir() -> Path:
     return REPO_ROOT / "reports"
 
 
-def shared_tfds_dir() -> Path:
-    """The offline TFDS data_dir holding fashion_mnist: `../shared/tfds` from the repo root."""
-    return REPO_ROOT.parent / "shared" / "tfds"
-
-
 @dataclass
 class Study:
-    """One study in progress: its settings, where it writes, and its MLflow parent run."""
+    """One seed of a study in progress: its settings, where its figures go, and its MLflow runs."""
 
     name: str  # one of studies.STUDIES
     quick: bool  # True: the CI-sized grid
     seed: int  # seeds numpy, Keras and every model
     settings: Any  # the module's Settings instance in use
-    reports_dir: Path  # where the report, JSON and figures go
-    data_dir: str | None  # TFDS data_dir for the synthetic builders (None: TFDS default)
-    parent_run_id: str = ""
-    child_run_ids: list[str] = field(default_factory=list)
+    figures_dir: Path  # where this seed's PNGs go: the reports directory for the first seed
+    data_dir: str | None  # TFDS data_dir for the synthetic builders (None: TFDS's default)
+    run_ids: list[str] = field(default_factory=list)  # the cells' MLflow runs
 
     @contextmanager
     def cell(self, name: str, params: dict[str, Any]) -> Iterator[None]:
@@ -64,83 +63,113 @@ class Study:
         from pipeline import tracking
         from pipeline.names import TAG_KIND
 
-        tags = {TAG_KIND: KIND_CELL, TAG_STUDY: self.name, TAG_CELL: name}
+        tags = {TAG_KIND: KIND_CELL, TAG_STUDY: self.name, TAG_SEED: str(self.seed), TAG_CELL: name}
         with mlflow.start_run(run_name=name, nested=True, tags=tags) as run:
-            self.child_run_ids.append(run.info.run_id)
+            self.run_ids.append(run.info.run_id)
             tracking.log_params(params)
             yield
 
     def figure_path(self, stem: str) -> Path:
-        return self.reports_dir / f"{self.name}_{stem}.png"
+        return self.figures_dir / f"{self.name}_{stem}.png"
 
 
 # ---------------------------------------------------------------- the run lifecycle
 
 
 def conduct(
-    module: ModuleType, name: str, *, quick: bool, reports_dir: Path, data_dir: str | None, seed: int
+    module: ModuleType, name: str, *, quick: bool, reports_dir: Path, data_dir: str | None,
+    seeds: tuple[int, ...],
 ) -> dict[str, Any]:
-    """Run one study module inside its MLflow parent run and write its report."""
-    import keras
+    """Run one study module once per seed inside its MLflow parent run and write its report."""
     import mlflow
 
     from pipeline import tracking
 
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct and at least one, got {seeds!r}")
     settings = module.QUICK if quick else module.FULL
     reports_dir.mkdir(parents=True, exist_ok=True)
-    study = Study(name, quick, seed, settings, reports_dir, data_dir)
     experiment_id = tracking.setup(EXPERIMENT)
     tags = {**tracking.process_tags(KIND_STUDY), TAG_STUDY: name}
-    run_name = f"{name}-quick" if quick else name
-    with mlflow.start_run(run_name=run_name, tags=tags) as parent:
-        study.parent_run_id = parent.info.run_id
-        tracking.log_params({"quick": quick, "seed": seed, **dataclasses.asdict(settings)})
-        keras.utils.set_random_seed(seed)
-        started = time.perf_counter()
-        findings = module.run(study)
+    started = time.perf_counter()
+    with mlflow.start_run(run_name=f"{name}-quick" if quick else name, tags=tags) as parent, \
+            tempfile.TemporaryDirectory() as scratch:
+        tracking.log_params({"quick": quick, "seeds": ",".join(map(str, seeds)),
+                             **dataclasses.asdict(settings)})
+        per_seed, runs = [], 1
+        for index, seed in enumerate(seeds):
+            figures_dir = reports_dir if index == 0 else Path(scratch) / f"seed{seed}"
+            figures_dir.mkdir(parents=True, exist_ok=True)
+            study = Study(name, quick, seed, settings, figures_dir, data_dir)
+            per_seed.append(_one_seed(module, study, log_figures=index > 0))
+            runs += 1 + len(study.run_ids)
+        measures = {key: estimate([findings.measures[key] for findings in per_seed])
+                    for key in per_seed[0].measures}
+        claims = [rule.judge(measures) for rule in module.rules(settings)]
         wall_time = time.perf_counter() - started
         mlflow.log_metric("wall_time_s", wall_time)
-        payload = _payload(module, study, findings, experiment_id, wall_time)
-        write_report(*_report_paths(study), findings, payload)
-        for path in (*findings.figures, *_report_paths(study)):
+        mlflow.log_metrics({metric_name(f"{key}.mean"): e.mean for key, e in measures.items()
+                            if np.isfinite(e.mean)})
+        payload = {
+            "study": name,
+            "title": module.TITLE,
+            "quick": quick,
+            "seeds": list(seeds),
+            "command": _command(name, quick, len(seeds)),
+            "wall_time_s": round(wall_time, 1),
+            "verdict": verdict(claims),
+            "interval": "95% t-interval of the mean over seeds (mean +- t * standard error)",
+            "data": per_seed[0].data,
+            "settings": dataclasses.asdict(settings),
+            "claims": [dataclasses.asdict(claim) | {"line": claim.line()} for claim in claims],
+            "measures": {key: e.as_json() for key, e in measures.items()},
+            "per_seed": [{"seed": seed, "results": findings.results} for seed, findings in zip(seeds, per_seed)],
+            "figures": [path.name for path in per_seed[0].figures],
+            "mlflow": {"experiment": EXPERIMENT, "experiment_id": experiment_id,
+                       "parent_run_id": parent.info.run_id, "runs": runs},
+            "versions": _versions(),
+        }
+        markdown, json_path = reports_dir / f"{name}.md", reports_dir / f"{name}.json"
+        write_report(markdown, json_path, payload, per_seed[0].body, claims, measures)
+        for path in (*per_seed[0].figures, markdown, json_path):
             mlflow.log_artifact(str(path))
     return payload
 
 
-def _command(name: str, quick: bool, seed: int) -> str:
-    return f"python -m studies {name}{' --quick' if quick else ''} --seed {seed}"
+def _one_seed(module: ModuleType, study: Study, *, log_figures: bool) -> Findings:
+    """One seed as a child run of the study's parent: its cells nested under it, its measures on it."""
+    import keras
+    import mlflow
+
+    from pipeline.names import TAG_KIND
+
+    tags = {TAG_KIND: KIND_SEED, TAG_STUDY: study.name, TAG_SEED: str(study.seed)}
+    with mlflow.start_run(run_name=f"seed-{study.seed}", nested=True, tags=tags):
+        mlflow.log_param("seed", study.seed)
+        keras.utils.set_random_seed(study.seed)
+        findings = module.run(study)
+        mlflow.log_metrics({metric_name(key): float(value) for key, value in findings.measures.items()
+                            if np.isfinite(value)})
+        if log_figures:
+            for path in findings.figures:
+                mlflow.log_artifact(str(path))
+    return findings
 
 
-def _payload(
-    module: ModuleType, study: Study, findings: Findings, experiment_id: str, wall_time: float
-) -> dict[str, Any]:
+def metric_name(measure: str) -> str:
+    """A measure's name as MLflow accepts it (letters, digits and _-. :/ only)."""
+    return re.sub(r"[^\w\-. :/]", "_", measure)
+
+
+def _command(name: str, quick: bool, seeds: int) -> str:
+    return f"pipeline study {name}{' --quick' if quick else ''} --seeds {seeds}"
+
+
+def _versions() -> dict[str, str]:
     import keras
     import tensorflow as tf
 
-    return {
-        "study": study.name,
-        "title": module.TITLE,
-        "quick": study.quick,
-        "seed": study.seed,
-        "command": _command(study.name, study.quick, study.seed),
-        "wall_time_s": round(wall_time, 1),
-        "verdict": verdict(findings.claims),
-        "settings": dataclasses.asdict(study.settings),
-        "claims": [dataclasses.asdict(claim) | {"line": claim.line()} for claim in findings.claims],
-        "results": findings.results,
-        "figures": [path.name for path in findings.figures],
-        "mlflow": {
-            "experiment": EXPERIMENT,
-            "experiment_id": experiment_id,
-            "parent_run_id": study.parent_run_id,
-            "child_runs": len(study.child_run_ids),
-        },
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "python": sys.version.split()[0]},
-    }
-
-
-def _report_paths(study: Study) -> tuple[Path, Path]:
-    return study.reports_dir / f"{study.name}.md", study.reports_dir / f"{study.name}.json"
+    return {"tensorflow": tf.__version__, "keras": keras.__version__, "python": sys.version.split()[0]}
 
 
 # ---------------------------------------------------------------- data
@@ -162,38 +191,55 @@ class ImageData:
 def load_images(*, num_train: int, num_val: int, data_dir: str | None) -> ImageData:
     """fashion_mnist: train[:num_train] to train on, the last num_val of train to validate.
 
-    fashion_mnist is looked up, in order, in `data_dir`, TFDS_DATA_DIR and the
-    shared offline `../shared/tfds`. Where none holds it, the project's `digits`
-    (8x8, prepared locally) stands in, validated on its test split, and the
-    source says so.
+    fashion_mnist is looked up in `data_dir`, then in TFDS's own default (TFDS_DATA_DIR when set,
+    as the Makefile and the tests set it). Where neither holds it, the project's `digits` (8x8,
+    prepared locally) stands in, validated on its test split, and the source says so.
     """
+    candidate = fashion_mnist_dir(data_dir)
+    if candidate is None:
+        x_train, y_train = load_split("digits", f"train[:{num_train}]", data_dir=data_dir)
+        x_val, y_val = load_split("digits", f"test[:{num_val}]", data_dir=data_dir)
+        source = ("FALLBACK: fashion_mnist was not prepared in the given data_dir nor in TFDS's default; "
+                  f"used the project's `digits` (8x8) instead, train[:{num_train}], test[:{num_val}]")
+        return _image_data("digits", source, x_train, y_train, x_val, y_val)
+    available = _fashion_mnist_builder(candidate).info.splits["train"].num_examples
+    if num_train + num_val > available:
+        raise ValueError(
+            f"num_train + num_val must fit in fashion_mnist's {available} training images "
+            f"(validation comes from their end), got {num_train} + {num_val}"
+        )
+    x_train, y_train = load_split("fashion_mnist", f"train[:{num_train}]", data_dir=candidate)
+    x_val, y_val = load_split("fashion_mnist", f"train[-{num_val}:]", data_dir=candidate)
+    return _image_data("fashion_mnist", dataset_text("fashion_mnist", candidate,
+                                                     f"train[:{num_train}]", f"validation train[-{num_val}:]"),
+                       x_train, y_train, x_val, y_val)
+
+
+def fashion_mnist_dir(data_dir: str | None) -> str | None:
+    """The data_dir holding a prepared fashion_mnist: `data_dir`, else "" for TFDS's default; None if neither.
+
+    TFDS's default is TFDS_DATA_DIR when that is set, else ~/tensorflow_datasets.
+    """
+    for candidate in dict.fromkeys([data_dir or "", ""]):
+        if _fashion_mnist_builder(candidate).is_prepared():
+            return candidate
+    return None
+
+
+def _fashion_mnist_builder(data_dir: str):
     import tensorflow_datasets as tfds
 
-    for candidate in _image_dirs(data_dir):
-        builder = tfds.builder("fashion_mnist", data_dir=candidate)
-        if builder.is_prepared():
-            available = builder.info.splits["train"].num_examples
-            if num_train + num_val > available:
-                raise ValueError(
-                    f"num_train + num_val must fit in fashion_mnist's {available} training images "
-                    f"(validation comes from their end), got {num_train} + {num_val}"
-                )
-            x_train, y_train = load_split("fashion_mnist", f"train[:{num_train}]", data_dir=candidate)
-            x_val, y_val = load_split("fashion_mnist", f"train[-{num_val}:]", data_dir=candidate)
-            source = f"fashion_mnist from `{candidate}` (validation: the last {num_val} of train)"
-            return _image_data("fashion_mnist", source, x_train, y_train, x_val, y_val)
-    x_train, y_train = load_split("digits", f"train[:{num_train}]", data_dir=data_dir)
-    x_val, y_val = load_split("digits", f"test[:{num_val}]", data_dir=data_dir)
-    source = (
-        "FALLBACK: fashion_mnist was not found in "
-        f"{', '.join(_image_dirs(data_dir))}; used the project's `digits` (8x8) instead"
-    )
-    return _image_data("digits", source, x_train, y_train, x_val, y_val)
+    return tfds.builder("fashion_mnist", data_dir=data_dir or None)
 
 
-def _image_dirs(data_dir: str | None) -> list[str]:
-    candidates = [data_dir, os.environ.get("TFDS_DATA_DIR"), str(shared_tfds_dir())]
-    return list(dict.fromkeys(str(c) for c in candidates if c))
+def dataset_text(name: str, data_dir: str | None, *splits: str) -> str:
+    """A dataset as a report names it: TFDS name, version and splits, never a path on this machine."""
+    import tensorflow_datasets as tfds
+
+    import components.datasets  # noqa: F401  (registers the project's builders)
+
+    version = tfds.builder(name, data_dir=data_dir or None).info.version
+    return f"TFDS `{name}` {version}, " + ", ".join(splits)
 
 
 def _image_data(dataset: str, source: str, x_train, y_train, x_val, y_val) -> ImageData:
@@ -220,7 +266,7 @@ def load_split(name: str, split: str, *, data_dir: str | None) -> tuple[np.ndarr
     import components.datasets  # noqa: F401  (registers the project's builders)
 
     tfds.disable_progress_bar()
-    features, labels = tfds.load(name, split=split, data_dir=data_dir, batch_size=-1, as_supervised=True)
+    features, labels = tfds.load(name, split=split, data_dir=data_dir or None, batch_size=-1, as_supervised=True)
     return tfds.as_numpy(features), tfds.as_numpy(labels)
 
 
