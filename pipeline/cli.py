@@ -22,7 +22,7 @@ EXAMPLES = {
     "run": "pipeline run --set train.epochs=5 --set tune.max_trials=4",
     "tune": "pipeline tune --config pipeline/configs/fashion_mnist.toml",
     "ui": "pipeline ui --port 5000",
-    "show": "pipeline show --json",
+    "show": "pipeline show --json   |   pipeline show --graph --out graph.png > graph.mmd",
     "study": "pipeline study batchnorm --quick",
     "predict": "pipeline predict digit.png   |   pipeline predict --name clinc_oos 'book a table for two'",
 }
@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                              formatter_class=_Formatter)
     ui.add_argument("--host", default=None, help="address to bind (default: 127.0.0.1; any other address warns)")
     ui.add_argument("--port", type=int, default=5000, help="port to listen on")
+    _add_verbosity(ui)
     predict = commands.add_parser("predict", help="classify image files, text lines or a JSON array",
                                   epilog=f"Example: {EXAMPLES['predict']}",
                                   formatter_class=_Formatter)
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--name", default="digits", help="registered model name (pipeline.name)")
     predict.add_argument("--top", type=int, default=3, help="how many classes to print per input")
     predict.add_argument("--json", action="store_true", help="print JSON on stdout")
+    _add_verbosity(predict)
     study = commands.add_parser("study", help="reproduce a classic claim (BN, init, dropout, cells, attention, "
                                 "optimizers, whitening) over seeds", epilog=f"Example: {EXAMPLES['study']}",
                                 formatter_class=_Formatter)
@@ -118,7 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
                                formatter_class=_Formatter)
     show.add_argument("run_id", nargs="?", default=None, help="a pipeline run id (default: the latest run)")
     show.add_argument("--name", default="digits", help="pipeline name (the MLflow experiment)")
-    show.add_argument("--json", action="store_true", help="print JSON on stdout")
+    output = show.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON on stdout")
+    output.add_argument("--graph", action="store_true",
+                        help="draw the pipeline picture: the PNG goes to --out, its Mermaid source to stdout")
+    show.add_argument("--out", metavar="FILE.png", default="pipeline_graph.png",
+                      help="where --graph writes the PNG")
+    _add_verbosity(show)
     return parser
 
 
@@ -201,9 +209,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     verbose = getattr(args, "verbose", False)
     quiet = getattr(args, "quiet", False)
-    console.set_verbosity(0 if quiet else 2 if verbose else 1)
+    level = 0 if quiet else 2 if verbose else 1
+    console.set_verbosity(level)
     _quiet_libraries(verbose)
     try:
+        if args.command in ("predict", "study"):
+            # Both load TensorFlow at once; its start-up lines go to fd 2 before any log setting applies.
+            from pipeline.runner import import_tensorflow_quietly
+
+            import_tensorflow_quietly(level)
         if args.command in ("run", "tune"):
             return _command_run(args, "push" if args.command == "run" else "tune")
         if args.command == "ui":
@@ -217,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "show":
             from pipeline.show import show
 
-            return show(args.run_id, args.name, as_json=args.json)
+            return show(args.run_id, args.name, as_json=args.json, graph_png=args.out if args.graph else None)
     except ConfigError as exc:
         console.error(str(exc))
         return 2

@@ -142,7 +142,7 @@ def preflight(config: Config, steps: list[Planned], verbose: int = 1) -> None:
     """Check the dataset before any run exists; raises ConfigError (exit 2)."""
     if steps[0].cached is not None:
         return
-    _import_tensorflow_quietly(verbose)
+    import_tensorflow_quietly(verbose)
     from components import ingest
 
     source = ingest.resolve_builder(config.data)
@@ -162,9 +162,10 @@ def _stage_lock(final: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _import_tensorflow_quietly(verbose: int) -> None:
+def import_tensorflow_quietly(verbose: int) -> None:
     """TensorFlow prints start-up lines straight to fd 2 before any logging setting applies; hide them
-    unless --verbose. Done only when a stage really runs: a fully cached run never imports TensorFlow."""
+    unless --verbose. The runner calls it only when a stage really runs (a fully cached run never imports
+    TensorFlow); the CLI calls it first thing for the commands that load a model (predict, study)."""
     if verbose >= 2 or "tensorflow" in sys.modules:
         return
     sys.stderr.flush()
@@ -178,9 +179,44 @@ def _import_tensorflow_quietly(verbose: int) -> None:
         os.close(saved)
 
 
+# The stages worth watching on the System metrics tab: the ones that train, search or predict.
+SAMPLED_STAGES = ("tune", "train", "evaluate")
+
+
+@contextmanager
+def _system_metrics(config: Config, stage: str, run_id: str, verbose: int) -> Iterator[None]:
+    """MLflow's own system-metrics sampler (CPU, memory, disk, network; GPU where present) on a stage run.
+
+    MLflow drops the samples of an unfinished interval when a run ends, so a stage shorter than one
+    interval would show an empty System metrics tab: the sample pending at the end and one closing
+    sample are logged too. MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL, where set, wins over the config.
+    """
+    if not config.tracking.system_metrics or stage not in SAMPLED_STAGES:
+        yield
+        return
+    import logging
+
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    # The sampler reports its start and stop (and a missing GPU) at INFO on stderr; that is for --verbose.
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.INFO if verbose >= 2 else logging.WARNING)
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=config.tracking.system_metrics_interval_s)
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
+        pending = monitor.aggregate_metrics()
+        if pending:
+            monitor.publish_metrics(pending)
+        monitor.collect_metrics()
+        monitor.publish_metrics(monitor.aggregate_metrics())
+        monitor.mlflow_logger.flush()
+
+
 def _run_stage(step: Planned, config: Config, options: Options, inputs: dict[str, artifacts.Artifact],
                run_id: str) -> artifacts.Artifact:
-    _import_tensorflow_quietly(options.verbose)
+    import_tensorflow_quietly(options.verbose)
     work = artifacts.partial_dir(step.final)
     work.mkdir(parents=True, exist_ok=True)
     call = StageCall(config=config, inputs=inputs, out=work, run_id=run_id, fingerprint=step.fingerprint,
@@ -208,7 +244,8 @@ def _execute(config: Config, options: Options, steps: list[Planned], client, par
                 **tracking.process_tags("stage")}
         # Not a `with` block: MLflow's context manager would end the run FAILED on Ctrl-C; run_pipeline
         # ends every active run with the right status (FAILED or KILLED) when a stage raises.
-        run = mlflow.start_run(run_name=name, nested=True, tags=tags)
+        # System metrics come from _system_metrics below, not from MLflow's switch for every run.
+        run = mlflow.start_run(run_name=name, nested=True, tags=tags, log_system_metrics=False)
         tracking.log_params(flatten_sections(config, step.stage.sections))
         if step.cached is None:
             with _stage_lock(step.final):
@@ -216,7 +253,8 @@ def _execute(config: Config, options: Options, steps: list[Planned], client, par
                 if sealed is not None:  # another process finished it while we waited for the lock
                     step.cached, step.cached_run_id = sealed, sealed.producer_run_id
                 else:
-                    done[name] = _run_stage(step, config, options, done, run.info.run_id)
+                    with _system_metrics(config, name, run.info.run_id, options.verbose):
+                        done[name] = _run_stage(step, config, options, done, run.info.run_id)
         if step.cached is not None:
             done[name] = step.cached
             mlflow.set_tags({TAG_CACHED: "true", TAG_CACHED_FROM: step.cached_run_id or ""})
@@ -279,14 +317,28 @@ def run_pipeline(config: Config, options: Options) -> int:
         return EXIT_INTERRUPTED
     except ConfigError as exc:
         _end_all_runs("FAILED", str(exc))
+        _log_graph(client, parent.info.run_id, config.pipeline.name)
         console.error(str(exc))
         return EXIT_USAGE
     except Exception as exc:  # a failing stage: one paragraph for the user, the traceback in MLflow
         _end_all_runs("FAILED", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        _log_graph(client, parent.info.run_id, config.pipeline.name)
         console.error(f"{type(exc).__name__}: {exc}")
         return EXIT_FAILED
+    _log_graph(client, parent.info.run_id, config.pipeline.name)
     console.summary(config, outcomes, parent.info.run_id, experiment_id)
     return EXIT_OK
+
+
+def _log_graph(client, run_id: str, name: str) -> None:
+    """The pipeline picture on the parent run, drawn from what MLflow recorded once every run has ended
+    (so it shows their final states). It is a view of the run: failing to draw it only warns."""
+    from pipeline import graph, show
+
+    try:
+        graph.log(client, show.collect(run_id, name))
+    except Exception as exc:
+        console.warn(f"the pipeline picture was not logged on run {run_id}: {type(exc).__name__}: {exc}")
 
 
 def _end_all_runs(status: str, message: str, details: str | None = None) -> None:
@@ -341,7 +393,7 @@ def run_worker(config: Config, options: Options) -> int:
                           "`pipeline tune --role chief` with the same --config/--set first")
             return EXIT_FAILED
         time.sleep(2)
-    _import_tensorflow_quietly(options.verbose)
+    import_tensorflow_quietly(options.verbose)
     distributed = tune.Distributed("worker", options.tuner_id, *_split_address(options.oracle))
     count = tune.work(transform, config, artifacts.partial_dir(steps["tune"].final),
                       chief_run_id=chiefs[0].info.run_id, distributed=distributed, verbose=options.verbose)

@@ -10,7 +10,9 @@ from typing import Any
 
 from pipeline import console, tracking
 from pipeline.config import ConfigError
-from pipeline.names import STAGES, TAG_CACHED, TAG_KIND, TAG_STAGE
+from pipeline.names import STAGES, TAG_CACHED, TAG_FINGERPRINT, TAG_KIND, TAG_STAGE
+
+ERROR_TAG = "pipeline.error"  # set by the runner on every run a failure ended
 
 
 def _properties(client, run_id: str) -> dict[str, Any]:
@@ -81,9 +83,13 @@ def collect(run_id: str | None, name: str) -> dict[str, Any]:
         stage = run.data.tags[TAG_STAGE]
         properties[stage] = _properties(client, run.info.run_id)
         seconds = ((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000
+        error = run.data.tags.get(ERROR_TAG)
+        # A stage that did not finish has no properties: its error says more than an empty key figure.
+        result = console.key_metric(stage, properties[stage]) if run.info.status == "FINISHED" else (
+            error or run.info.status)
         rows.append({"stage": stage, "status": run.info.status, "cached": run.data.tags.get(TAG_CACHED) == "true",
-                     "seconds": round(seconds, 2), "result": console.key_metric(stage, properties[stage]),
-                     "run_id": run.info.run_id})
+                     "seconds": round(seconds, 2), "result": result, "run_id": run.info.run_id,
+                     "fingerprint": run.data.tags.get(TAG_FINGERPRINT, ""), "error": error})
     evaluate = properties.get("evaluate", {})
     return {
         "run_id": parent.info.run_id,
@@ -94,18 +100,30 @@ def collect(run_id: str | None, name: str) -> dict[str, Any]:
         "best_hyperparameters": properties.get("tune", {}).get("best", {}),
         "blessing": {"blessed": evaluate.get("blessed"), "reason": evaluate.get("reason")},
         "push": properties.get("push", {}),
-        "error": parent.data.tags.get("pipeline.error"),
+        "error": parent.data.tags.get(ERROR_TAG),
     }
 
 
-def show(run_id: str | None, name: str, *, as_json: bool) -> int:
+def show(run_id: str | None, name: str, *, as_json: bool, graph_png: str | None = None) -> int:
     summary = collect(run_id, name)
+    if graph_png is not None:
+        from pathlib import Path
+
+        from pipeline import graph
+
+        picture = graph.from_summary(summary)
+        path = graph.render_png(picture, Path(graph_png))
+        sys.stdout.write(graph.mermaid(picture))
+        console.info(f"pipeline run {summary['run_id']}: {summary['status']}; picture written to {path} "
+                     "(its Mermaid source is on stdout)")
+        return 0
     if as_json:
         json.dump(_finite(summary), sys.stdout, indent=2, default=str, allow_nan=False)
         sys.stdout.write("\n")
         return 0
     console.info(f"pipeline run {summary['run_id']}: {summary['status']}")
-    console.print_table([{k: v for k, v in row.items() if k != "run_id"} for row in summary["stages"]])
+    console.print_table([{k: row[k] for k in ("stage", "status", "cached", "seconds", "result")}
+                         for row in summary["stages"]])
     if summary["best_hyperparameters"]:
         console.info(f"best hyperparameters: {summary['best_hyperparameters']}")
     if summary["blessing"]["reason"]:
