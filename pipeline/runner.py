@@ -181,6 +181,7 @@ def import_tensorflow_quietly(verbose: int) -> None:
 
 # The stages worth watching on the System metrics tab: the ones that train, search or predict.
 SAMPLED_STAGES = ("tune", "train", "evaluate")
+SYSTEM_METRICS_PREFIX = "system/"  # MLflow's sampler names its metrics system/cpu_utilization_percentage, ...
 
 
 @contextmanager
@@ -274,10 +275,12 @@ def flatten_sections(config: Config, sections: tuple[str, ...]) -> dict[str, Any
 
 
 def _copy_metrics(client, source_run_id: str | None, target_run_id: str) -> None:
-    """A cached stage shows the metrics of the run that computed it, so the UI table stays comparable."""
+    """A cached stage shows the metrics of the run that computed it, so the UI table stays comparable.
+    Not its system metrics: those describe the machine while that run computed, not this run."""
     if not source_run_id:
         return
-    metrics = client.get_run(source_run_id).data.metrics
+    metrics = {k: v for k, v in client.get_run(source_run_id).data.metrics.items()
+               if not k.startswith(SYSTEM_METRICS_PREFIX)}
     if metrics:
         from mlflow.entities import Metric
 
