@@ -1,4 +1,5 @@
-"""`pipeline show`: the summary of a pipeline run, read back from MLflow (JSON on stdout, a table on stderr).
+"""`pipeline show`: the summary of a pipeline run, read back from MLflow (JSON on stdout, a table on stderr);
+and the quiet start-up of the commands that read the default run's results.
 
 Reads the session's real default run (tests/conftest.py): the latest pipeline run
 is the cached re-run; the first run is given by id.
@@ -119,3 +120,21 @@ def test_show_a_stage_run_id_exits_2_and_names_its_pipeline_run(default_run, rec
     assert "is a stage run, not a pipeline run" in result.stderr
     assert parents[0].info.run_id in result.stderr  # where to look instead
     assert "Traceback" not in result.stderr
+
+
+# One UCI handwritten "0", as `pipeline predict` takes raw digits input: 8x8 grey levels 0-16.
+DIGIT_ZERO = ("[[[0,0,5,13,9,1,0,0],[0,0,13,15,10,15,5,0],[0,3,15,2,0,11,8,0],[0,4,12,0,0,8,8,0],"
+              "[0,5,8,0,0,9,8,0],[0,4,11,0,1,12,7,0],[0,2,14,5,10,12,0,0],[0,0,6,13,10,0,0,0]]]")
+# What TensorFlow writes to stderr while it loads, before any log level applies.
+START_UP_NOISE = ("oneDNN", "All log messages before absl")
+
+
+def test_predict_on_the_champion_starts_quietly_unless_verbose(default_run):
+    quiet = default_run.store.cli("predict", DIGIT_ZERO, timeout=300)
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    assert quiet.stdout.startswith("#0: "), quiet.stdout  # one line for the one input
+    assert not [line for line in quiet.stderr.splitlines() if any(n in line for n in START_UP_NOISE)], quiet.stderr
+    # The lines are really there to hide: --verbose shows them.
+    verbose = default_run.store.cli("predict", DIGIT_ZERO, "--verbose", timeout=300)
+    assert verbose.returncode == 0, verbose.stderr[-3000:]
+    assert any(n in verbose.stderr for n in START_UP_NOISE), verbose.stderr[-3000:]
