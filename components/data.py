@@ -1,7 +1,10 @@
-"""Reading the transformed splits for training: arrays and tf.data pipelines.
+"""Feeding models: tf.data pipelines over the transformed shards, and over in-memory arrays.
 
-`training_batches` feeds `fit` and `evaluation_batches` feeds validation and evaluation. Both take an
-array or a dict of arrays (a model with named inputs) as `x`; `y` gives the number of examples.
+The pipeline's stages read the Transform artifact's shards: `training_stream` feeds `fit` (shuffled
+through a bounded buffer, endless) and `evaluation_stream` feeds validation (in order, once). The
+studies and benchmarks, whose data fit in memory, use `training_batches` and `evaluation_batches`
+over arrays: both take an array or a dict of arrays (a model with named inputs) as `x`; `y` gives
+the number of examples.
 """
 
 from __future__ import annotations
@@ -11,12 +14,63 @@ from typing import Any
 
 import numpy as np
 
+from components import records
 from pipeline.artifacts import Artifact
 
+FEATURE, LABEL = "x", "y"  # the Transform shards' columns: the core model's input and the label
 
-def load_arrays(transform: Artifact, split: str) -> tuple[np.ndarray, np.ndarray]:
-    with np.load(transform.file(f"{split}.npz"), allow_pickle=False) as data:
-        return data["x"], data["y"]
+
+def watched(metric: str, task: str) -> str:
+    """The validation figure to watch for `metric` (train.monitor, tune.objective) on this task.
+
+    Regression has no accuracy: a config that watches val_accuracy (the default) watches val_loss there.
+    """
+    return "val_loss" if task == "regression" and metric == "val_accuracy" else metric
+
+
+def _split(transform: Artifact, split: str) -> tuple[list[str], tuple[records.Column, ...], int]:
+    props = transform.properties
+    paths = [str(transform.file(name)) for name in props["shards"][split]]
+    columns = tuple(c for c in records.columns_from(props["columns"]) if c.name in (FEATURE, LABEL))
+    return paths, columns, int(props["counts"][split])
+
+
+def _pairs(batch):
+    return batch[FEATURE], batch[LABEL]
+
+
+def training_stream(transform: Artifact, *, batch_size: int, seed: int, shuffle_buffer: int):
+    """(an endless stream of shuffled training batches, the number of batches in one pass).
+
+    Pass the number as `fit(steps_per_epoch=...)`: each epoch is then one pass over the train shards
+    in a fresh order (shards shuffled, then examples through a buffer of at most `shuffle_buffer`
+    examples and 64 MiB), read by one iterator for the whole fit. Memory stays bounded by the buffer,
+    whatever the size of the split.
+    """
+    paths, columns, count = _split(transform, "train")
+    size = _check_count(count, batch_size)
+    buffer = records.shuffle_buffer(columns, min(shuffle_buffer, count))
+    stream = records.dataset(paths, columns, batch_size=size, shuffle=buffer, seed=seed, repeat=True)
+    return stream.map(_pairs), math.ceil(count / size)
+
+
+def evaluation_stream(transform: Artifact, split: str, *, batch_size: int):
+    """(a split's transformed examples in order, in batches of `batch_size`, the number of batches).
+
+    Each example is seen exactly once; pass the number as `validation_steps`, so Keras knows where
+    the stream ends instead of running into its end.
+    """
+    paths, columns, count = _split(transform, split)
+    size = _check_count(count, batch_size)
+    return records.dataset(paths, columns, batch_size=size).map(_pairs), math.ceil(count / size)
+
+
+def _check_count(count: int, batch_size: int) -> int:
+    if count == 0:
+        raise ValueError("a dataset needs at least one example, got an empty split")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return min(batch_size, count)
 
 
 def _check(y: np.ndarray, batch_size: int) -> int:

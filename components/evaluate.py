@@ -14,38 +14,51 @@ from typing import Any
 
 import numpy as np
 
-from components.metrics import classification_metrics, regression_metrics, sliced_metrics
-from components.validate import load_split
-from pipeline.artifacts import Artifact, read_json, write_json
+from components import examples as ex
+from components import metrics as accumulate
+from components import records
+from pipeline.artifacts import Artifact, write_json
 from pipeline.config import Config
-from pipeline.names import BLESSING_FILE, CONFUSION_JSON, CONFUSION_PNG, METRICS_FILE, MODEL_FILE, SPEC_FILE
+from pipeline.names import BLESSING_FILE, CONFUSION_JSON, CONFUSION_PNG, METRICS_FILE, MODEL_FILE
+
+BATCH = 1024  # test examples per prediction step
 
 
-def predict(model, x: np.ndarray) -> np.ndarray:
-    if x.dtype.kind == "U":
-        x = x.astype(object)  # Keras takes strings as object arrays, not fixed-width unicode
-    return np.asarray(model.predict(x, batch_size=1024, verbose=0))
+def key_metric(task: str) -> tuple[str, str]:
+    """(the metric the champion comparison uses, which direction is better)."""
+    return ("accuracy", "higher") if task == "classification" else ("mae", "lower")
 
 
-def metrics_for(outputs: np.ndarray, y: np.ndarray, spec: dict[str, Any], top_k: int) -> dict[str, Any]:
-    if spec["task"] == "classification":
-        return classification_metrics(outputs, y, top_k=top_k)
-    return regression_metrics(outputs, y)
+def _thresholds(candidate: dict[str, Any], config: Config, task: str) -> tuple[bool, list[str]]:
+    """Whether the candidate clears every configured threshold, and each check in words."""
+    rules = config.evaluate
+    if task == "classification":
+        value = candidate["accuracy"]
+        clears = value >= rules.min_accuracy
+        return clears, [f"accuracy {value:.4f} {'>=' if clears else '<'} min_accuracy {rules.min_accuracy}"]
+    checks = [(name, candidate[metric], limit, upper) for name, metric, limit, upper, active in (
+        ("max_loss", "mse", rules.max_loss, True, rules.max_loss > 0),
+        ("max_mae", "mae", rules.max_mae, True, rules.max_mae > 0),
+        ("min_r2", "r2", rules.min_r2, False, rules.min_r2 > -1e9),
+    ) if active]
+    if not checks:
+        return True, ["no regression threshold set (evaluate.max_mae, min_r2, max_loss)"]
+    words, clears = [], True
+    for name, value, limit, upper, in checks:
+        ok = value <= limit if upper else value >= limit
+        clears = clears and ok
+        sign = ("<=" if ok else ">") if upper else (">=" if ok else "<")
+        words.append(f"{'mse' if name == 'max_loss' else name[4:]} {value:.4f} {sign} {name} {limit}")
+    return clears, words
 
 
 def decide(candidate: dict[str, Any], champion: dict[str, Any] | None, config: Config, task: str) -> dict[str, Any]:
-    """The blessing verdict with its reason."""
+    """The blessing verdict with its reason: thresholds, then no worse than the champion by max_regression."""
     rules = config.evaluate
-    if task == "classification":
-        name, value, better = "accuracy", candidate["accuracy"], "higher"
-        clears = value >= rules.min_accuracy
-        threshold = f"accuracy {value:.4f} {'>=' if clears else '<'} min_accuracy {rules.min_accuracy}"
-    else:
-        name, value, better = "mse", candidate["mse"], "lower"
-        clears = rules.max_loss == 0 or value <= rules.max_loss
-        threshold = f"mse {value:.4f} {'<=' if clears else '>'} max_loss {rules.max_loss}" if rules.max_loss else "no max_loss set"
+    name, better = key_metric(task)
+    value = candidate[name]
+    clears, reasons = _thresholds(candidate, config, task)
     verdict: dict[str, Any] = {"metric": name, "candidate": value, "threshold_ok": clears}
-    reasons = [threshold]
     regression_ok = True
     if champion is not None:
         reference = champion["metrics"][name]
@@ -62,15 +75,36 @@ def decide(candidate: dict[str, Any], champion: dict[str, Any] | None, config: C
     return verdict
 
 
-def _champion(config: Config, key: str | None, test: dict[str, np.ndarray], spec: dict[str, Any]) -> dict[str, Any] | None:
+def _load_champion(config: Config, key: str | None):
     if not key or key == "none":
-        return None
+        return None, None
     import mlflow
 
     version = key.removeprefix("version-")
-    model = mlflow.keras.load_model(f"models:/{config.pipeline.name}/{version}")
-    outputs = predict(model, test["x"])
-    return {"version": version, "metrics": metrics_for(outputs, test["y"], spec, config.evaluate.top_k)}
+    return version, mlflow.keras.load_model(f"models:/{config.pipeline.name}/{version}")
+
+
+def score(examples: Artifact, models: list[Any], config: Config) -> tuple[list[Any], Any, np.ndarray]:
+    """Stream the test split once through every model; returns (their accumulators, the candidate's slices,
+    the first raw test inputs). Models take raw inputs: arrays, or dicts of named tabular columns."""
+    spec = ex.spec(examples)
+    task = spec["task"]
+    scores = [accumulate.for_task(task, num_classes=spec["num_classes"], top_k=config.evaluate.top_k,
+                                  expected=spec["counts"]["test"]) for _ in models]
+    slices = accumulate.Slices() if spec["slice_feature"] and task == "classification" else None
+    first = None
+    stream = records.dataset(ex.paths(examples.path, spec, "test"), ex.columns(spec), batch_size=BATCH)
+    for batch in stream:
+        inputs = ex.raw_inputs(batch, spec)
+        labels = batch[ex.LABEL].numpy()
+        if first is None:
+            first = {k: v.numpy() for k, v in inputs.items()} if isinstance(inputs, dict) else inputs.numpy()
+        for model, accumulator in zip(models, scores):
+            outputs = np.asarray(model.predict_on_batch(inputs))
+            accumulator.update(outputs, labels)
+            if slices is not None and accumulator is scores[0]:
+                slices.update(outputs, labels, np.array([v.decode("utf-8") for v in batch[ex.SLICE].numpy()]))
+    return scores, slices, first
 
 
 def _attention_figure(model, raw: np.ndarray, spec: dict[str, Any], path: Path) -> Path | None:
@@ -87,7 +121,9 @@ def _attention_figure(model, raw: np.ndarray, spec: dict[str, Any], path: Path) 
         weights_model = models.attention_weights_model(core)
     except ValueError:
         return None  # no attention in this model
-    steps = raw.astype(object) if raw.dtype.kind == "U" else raw.astype(np.float32)
+    if raw.dtype.kind in "OSU":
+        raw = np.array([v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in raw], dtype=object)
+    steps = raw if raw.dtype == object else raw.astype(np.float32)
     preprocessing = [layer for layer in model.layers if not isinstance(layer, (keras.layers.InputLayer, keras.Model))]
     for layer in preprocessing:
         steps = layer(steps)
@@ -108,15 +144,17 @@ def run(model_artifact: Artifact, examples: Artifact, config: Config, out: Path,
     import keras
     import mlflow
 
-    from components.plots import plot_confusion_matrix
+    from components.plots import plot_confusion_matrix, plot_predictions
 
-    spec = read_json(examples.file(SPEC_FILE))
-    test = load_split(examples, "test")
+    spec = ex.spec(examples)
+    task = spec["task"]
+    ex.log_inputs(spec, examples.path, {"test": "evaluation"})
     model = keras.saving.load_model(model_artifact.file(MODEL_FILE), safe_mode=True)
-    outputs = predict(model, test["x"])
-    metrics = metrics_for(outputs, test["y"], spec, config.evaluate.top_k)
-    reference = _champion(config, champion, test, spec)
-    blessing = decide(metrics, reference, config, spec["task"])
+    version, champion_model = _load_champion(config, champion)
+    scored, slices, first = score(examples, [model] + ([champion_model] if champion_model is not None else []), config)
+    metrics = scored[0].result()
+    reference = {"version": version, "metrics": scored[1].result()} if champion_model is not None else None
+    blessing = decide(metrics, reference, config, task)
 
     scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     mlflow.log_metrics({**scalars, "blessed": float(blessing["blessed"])})
@@ -124,7 +162,7 @@ def run(model_artifact: Artifact, examples: Artifact, config: Config, out: Path,
         mlflow.log_metrics({f"champion_{k}": v for k, v in reference["metrics"].items() if isinstance(v, (int, float))})
     mlflow.set_tag("pipeline.blessing", blessing["reason"])
 
-    if spec["task"] == "classification":
+    if task == "classification":
         matrix = np.asarray(metrics["confusion_matrix"])
         write_json(out / CONFUSION_JSON, {"class_names": spec["class_names"], "matrix": matrix})
         plot_confusion_matrix(matrix, spec["class_names"], out / CONFUSION_PNG)
@@ -134,15 +172,19 @@ def run(model_artifact: Artifact, examples: Artifact, config: Config, out: Path,
         mlflow.log_table({k: [row[k] for row in per_class] for k in per_class[0]}, "per_class.json")
         mlflow.log_artifact(str(out / CONFUSION_PNG))
         mlflow.log_artifact(str(out / CONFUSION_JSON))
-        if "slice" in test:
-            slices = sliced_metrics(outputs, test["y"], test["slice"])
-            write_json(out / "slices.json", slices)
-            mlflow.log_table({k: [row[k] for row in slices] for k in slices[0]}, "slices.json")
-    attention = _attention_figure(model, test["x"][:6], spec, out / "attention_weights.png")
-    if attention is not None:
-        mlflow.log_artifact(str(attention))
+        if slices is not None:
+            rows = slices.result()
+            write_json(out / "slices.json", rows)
+            mlflow.log_table({k: [row[k] for row in rows] for k in rows[0]}, "slices.json")
+    else:
+        figure = plot_predictions(np.asarray(scored[0].points), metrics, out / "predictions.png")
+        mlflow.log_artifact(str(figure))
+    if spec["kind"] != "tabular":
+        attention = _attention_figure(model, first[:6], spec, out / "attention_weights.png")
+        if attention is not None:
+            mlflow.log_artifact(str(attention))
     write_json(out / METRICS_FILE, metrics)
     write_json(out / BLESSING_FILE, blessing)
     mlflow.log_dict(blessing, BLESSING_FILE)
-    return {"metrics": scalars, "blessed": blessing["blessed"], "reason": blessing["reason"],
+    return {"metrics": scalars, "task": task, "blessed": blessing["blessed"], "reason": blessing["reason"],
             "champion_version": blessing.get("champion_version")}

@@ -1,24 +1,27 @@
-"""Ingest: TFDS splits -> an Examples artifact (one .npz per split plus spec.json).
+"""Ingest: TFDS splits -> an Examples artifact (sharded TFRecord files per split plus spec.json).
 
 The dataset is read through TFDS itself: a catalogue name (`name/config:version`)
 in `data_dir`, a builder the project ships (components/datasets), or a prepared
-TFDS directory. Splits are stored as plain NumPy arrays so later stages and
-tests read them without a TF graph; strings are stored as fixed-width unicode,
-never pickled objects.
+TFDS directory. Each split is streamed from TFDS's own shards (images decoded once,
+here) into shards of fixed-shape records (components/records.py), so no split is
+ever whole in memory and later stages never decode an image again. The spec says
+what the feature is (image, text, vector, sequence or a tabular dict of columns),
+what the task is (classification or regression), and each split's digest.
 """
 
 from __future__ import annotations
 
 import difflib
 import fcntl
-import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from components import examples as ex
+from components.records import STRING, Column, ShardWriter, digest
 from pipeline.artifacts import write_json
 from pipeline.config import ConfigError, DataConfig
 from pipeline.names import SPEC_FILE, SPLITS
@@ -109,29 +112,124 @@ def _manual_download_config(source: Source, config: DataConfig):
         raise DataError(
             f"dataset {source.description!r} is not prepared in {source.builder.data_dir} and preparing it would "
             "need a download, but this machine is offline; set data.data_dir to a directory that holds it "
-            "prepared (e.g. ../shared/tfds), or data.manual_dir to a folder with its downloaded files"
+            "prepared (or export TFDS_DATA_DIR), or data.manual_dir to a folder with its downloaded files"
         )
     if not Path(manual).is_dir():
         raise DataError(f"data.manual_dir = {manual!r} is not a directory")
     return tfds.download.DownloadConfig(manual_dir=str(Path(manual).resolve()))
 
 
-def _feature_kind(feature: Any) -> str:
+@dataclass(frozen=True)
+class Layout:
+    """What the configured feature and label are, and how their records are laid out."""
+
+    feature: str  # the dataset's feature key
+    label: str  # the dataset's label key
+    kind: str  # image | text | vector | sequence | tabular
+    task: str  # classification | regression
+    columns: tuple[Column, ...]  # record columns: the feature's, then the label's, then extras
+    tabular: dict[str, str] = field(default_factory=dict)  # column -> numeric | integer_categorical | string_categorical
+    class_names: tuple[str, ...] = ()  # from a ClassLabel; otherwise learned from train
+    resize: tuple[int, int] = ()  # images: (height, width) every image is resized to in the stream
+
+
+def _unsupported(feature: str, what: str, change: str) -> DataError:
+    return DataError(f"feature {feature!r} is {what}, which the pipeline does not support; {change}")
+
+
+def _tabular_columns(feature: str, spec: Any, config: DataConfig) -> tuple[list[Column], dict[str, str]]:
     import tensorflow_datasets as tfds
 
-    if isinstance(feature, tfds.features.Image):
-        return "image"
-    if isinstance(feature, tfds.features.Text) or np.dtype(feature.np_dtype).kind in "OSU":
-        return "text"
-    dtype = np.dtype(feature.np_dtype)
-    shape = tuple(feature.shape)
-    if dtype.kind in "iub" and len(shape) >= 2:
-        return "image"
-    if dtype.kind == "f" and len(shape) == 3:
-        return "image"
-    if dtype.kind == "f" and len(shape) in (1, 2):
-        return "sequence"
-    raise DataError(f"feature of shape {shape} and dtype {dtype} is not an image, text or numeric sequence")
+    names = list(spec.keys())
+    for column in (*config.categorical, *(n for cross in config.crosses for n in cross.split("*"))):
+        if column not in names:
+            raise DataError(f"data.categorical / data.crosses name {column!r}, which is not a column of feature "
+                            f"{feature!r}; its columns are: {', '.join(names)}")
+    columns, types = [], {}
+    for name, sub in spec.items():
+        where = f"{feature}.{name}"
+        if isinstance(sub, (tfds.features.FeaturesDict, tfds.features.Sequence)) or tuple(sub.shape) != ():
+            raise _unsupported(where, f"a nested or non-scalar column (shape {tuple(getattr(sub, 'shape', ()))})",
+                               "tabular features must be dicts of scalar columns; set data.feature to another feature")
+        dtype = np.dtype(sub.np_dtype)
+        if isinstance(sub, tfds.features.Text) or dtype.kind in "OSU":
+            types[name], column = "string_categorical", Column(ex.TABULAR_PREFIX + name, STRING)
+        elif isinstance(sub, tfds.features.ClassLabel) or dtype.kind == "b" or name in config.categorical:
+            if dtype.kind == "f":
+                raise DataError(f"data.categorical names {name!r}, a float column; only integer or string "
+                                "columns can be categorical")
+            types[name], column = "integer_categorical", Column(ex.TABULAR_PREFIX + name, "int64")
+        elif dtype.kind in "iuf":
+            types[name], column = "numeric", Column(ex.TABULAR_PREFIX + name, "float32")
+        else:
+            raise _unsupported(where, f"a column of dtype {dtype}", "set data.feature to another feature")
+        columns.append(column)
+    return columns, types
+
+
+def _feature_layout(feature: str, spec: Any, config: DataConfig) -> tuple[str, list[Column], dict[str, str], tuple]:
+    """(kind, record columns, tabular column types, resize) of the feature, or an exit-2 DataError."""
+    import tensorflow_datasets as tfds
+
+    if isinstance(spec, tfds.features.FeaturesDict):
+        columns, types = _tabular_columns(feature, spec, config)
+        return "tabular", columns, types, ()
+    if isinstance(spec, tfds.features.Video):
+        raise _unsupported(feature, "a video", "set data.feature to an image, text, numeric or tabular feature")
+    if isinstance(spec, (tfds.features.Sequence, tfds.features.Dataset)):
+        raise _unsupported(feature, "a nested sequence of features",
+                           "set data.feature to an image, text, numeric or tabular feature")
+    dtype = np.dtype(spec.np_dtype)
+    shape = tuple(spec.shape)
+    if isinstance(spec, tfds.features.Text) or dtype.kind in "OSU":
+        if shape != ():
+            raise _unsupported(feature, f"a text feature of shape {shape}", "set data.feature to a single text")
+        return "text", [Column(ex.FEATURE, STRING)], {}, ()
+    if dtype.kind not in "iubf":
+        raise _unsupported(feature, f"of dtype {dtype}", "set data.feature to an image, text or numeric feature")
+    is_image = isinstance(spec, tfds.features.Image) or (dtype.kind in "iub" and len(shape) >= 2) or len(shape) == 3
+    if is_image:
+        if len(shape) not in (2, 3):
+            raise _unsupported(feature, f"an image of shape {shape}", "set data.feature to an HxW or HxWxC image")
+        resize: tuple = ()
+        if None in shape[:2]:
+            if not config.image_size:
+                raise _unsupported(feature, f"an image of variable size {shape}",
+                                   "set data.image_size = [height, width] to resize every image in the stream")
+            resize = tuple(config.image_size)
+            shape = (*resize, *shape[2:])
+        if None in shape:
+            raise _unsupported(feature, f"an image with an unknown channel count {shape}", "set data.feature")
+        return "image", [Column(ex.FEATURE, str(dtype), shape)], {}, resize
+    if None in shape:
+        raise _unsupported(feature, f"a variable-length numeric feature of shape {shape}",
+                           "set data.feature to a fixed-shape feature")
+    if len(shape) <= 1:
+        return "vector", [Column(ex.FEATURE, "float32", shape or (1,))], {}, ()
+    if len(shape) == 2:
+        return "sequence", [Column(ex.FEATURE, "float32", shape)], {}, ()
+    raise _unsupported(feature, f"numeric of shape {shape}", "set data.feature to a feature of rank 1 to 3")
+
+
+def _label_layout(label: str, spec: Any, config: DataConfig) -> tuple[str, Column, tuple[str, ...]]:
+    """(task, label column, class names from a ClassLabel) of the label."""
+    import tensorflow_datasets as tfds
+
+    if isinstance(spec, tfds.features.FeaturesDict) or tuple(getattr(spec, "shape", ())) != ():
+        raise DataError(f"label {label!r} is not a scalar; set data.label to a class or number per example")
+    dtype = np.dtype(spec.np_dtype)
+    names = tuple(spec.names) if isinstance(spec, tfds.features.ClassLabel) else ()
+    if dtype.kind in "OSU":
+        raise DataError(f"label {label!r} is text; set data.label to a ClassLabel, integer or float feature")
+    task = config.task
+    if task == "auto":
+        task = "classification" if names or dtype.kind in "iub" else "regression"
+    if task == "classification":
+        if dtype.kind == "f":
+            raise DataError(f"data.task = \"classification\" but label {label!r} is a float; "
+                            "set data.task = \"regression\" (or \"auto\")")
+        return task, Column(ex.LABEL, "int64"), names
+    return task, Column(ex.LABEL, "float32"), ()
 
 
 def _keys(builder: Any, config: DataConfig) -> tuple[str, str]:
@@ -141,10 +239,9 @@ def _keys(builder: Any, config: DataConfig) -> tuple[str, str]:
     feature = config.feature or supervised[0]
     label = config.label or supervised[1]
     for role, key in (("feature", feature), ("label", label)):
-        if not key:
-            raise DataError(
-                f"the dataset has no supervised_keys, so data.{role} must name one of: {', '.join(available)}"
-            )
+        if not key or not isinstance(key, str):
+            raise DataError(f"the dataset has no single {role} in its supervised_keys, so data.{role} must name "
+                            f"one of: {', '.join(available)}")
         if key not in features:
             raise DataError(f"data.{role} = {key!r} is not a feature of the dataset; its features are: {', '.join(available)}")
     if config.slice_feature and config.slice_feature not in features:
@@ -155,9 +252,23 @@ def _keys(builder: Any, config: DataConfig) -> tuple[str, str]:
     return feature, label
 
 
+def layout(builder: Any, config: DataConfig) -> Layout:
+    """The feature/label layout of the configured dataset; raises DataError (exit 2) before anything runs."""
+    feature, label = _keys(builder, config)
+    features = builder.info.features
+    kind, columns, types, resize = _feature_layout(feature, features[feature], config)
+    task, label_column, names = _label_layout(label, features[label], config)
+    columns.append(label_column)
+    if config.slice_feature:
+        columns.append(Column(ex.SLICE, STRING))
+    if task == "classification" and not names and f"{label}_name" in features:
+        columns.append(Column(ex.LABEL_NAME, STRING))
+    return Layout(feature, label, kind, task, tuple(columns), types, names, resize)
+
+
 def check_selection(source: Source, config: DataConfig) -> None:
-    """Check keys and split expressions against the prepared dataset, before anything is written."""
-    _keys(source.builder, config)
+    """Check keys, feature kinds and split expressions against the prepared dataset, before anything is written."""
+    layout(source.builder, config)
     splits = source.builder.info.splits
     for role in ("train", "validation", "test"):
         expression = getattr(config, f"{role}_split")
@@ -171,123 +282,102 @@ def check_selection(source: Source, config: DataConfig) -> None:
             raise DataError(f"data.{role}_split = {expression!r} selects no examples; widen the split")
 
 
-def _split_arrays(builder: Any, split: str, keys: list[str], limit: int) -> dict[str, np.ndarray]:
+def _selection(found: Layout, config: DataConfig):
+    """A tf.data map from a TFDS example to the record columns (decoded, resized, cast)."""
+    import tensorflow as tf
+
+    def select(example):
+        out = {}
+        if found.kind == "tabular":
+            for column in found.columns:
+                if column.name.startswith(ex.TABULAR_PREFIX):
+                    value = example[found.feature][column.name.removeprefix(ex.TABULAR_PREFIX)]
+                    out[column.name] = value if column.dtype == STRING else tf.cast(value, column.dtype)
+        else:
+            column = found.columns[0]
+            value = example[found.feature]
+            if found.resize:
+                resized = tf.image.resize(value, found.resize)
+                value = tf.cast(tf.round(resized), value.dtype) if value.dtype.is_integer else tf.cast(resized, value.dtype)
+            out[ex.FEATURE] = value if column.dtype == STRING else tf.reshape(tf.cast(value, column.dtype), column.shape)
+        out[ex.LABEL] = tf.cast(example[found.label], "int64" if found.task == "classification" else "float32")
+        if config.slice_feature:
+            out[ex.SLICE] = tf.strings.as_string(example[config.slice_feature]) \
+                if example[config.slice_feature].dtype != tf.string else example[config.slice_feature]
+        if any(c.name == ex.LABEL_NAME for c in found.columns):
+            out[ex.LABEL_NAME] = example[f"{found.label}_name"]
+        return out
+
+    return select
+
+
+def _write_split(builder: Any, found: Layout, config: DataConfig, expression: str, out: Path, split: str,
+                 learned: dict[int, str]) -> tuple[list[str], int, float | None]:
+    """Stream one split into shards; returns (shard names, examples, largest label)."""
     import tensorflow_datasets as tfds
 
     try:
-        dataset = builder.as_dataset(split=split, shuffle_files=False)
+        dataset = builder.as_dataset(split=expression, shuffle_files=False)
     except Exception as exc:
-        raise DataError(f"split {split!r} cannot be read: {exc}") from None
-    if limit:
-        dataset = dataset.take(limit)
-    dataset = dataset.map(lambda example: {key: example[key] for key in keys})
-    columns: dict[str, list] = {key: [] for key in keys}
-    for batch in tfds.as_numpy(dataset.batch(4096)):
-        for key in keys:
-            columns[key].append(batch[key])
-    arrays = {}
-    for key in keys:
-        values = np.concatenate(columns[key]) if columns[key] else np.zeros((0,))
-        if values.dtype.kind in "OS":
-            values = np.array([v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values], dtype=str)
-        arrays[key] = values
-    return arrays
-
-
-def _class_names(builder: Any, label: str, arrays: dict[str, dict[str, np.ndarray]]) -> list[str]:
-    """Names of the classes: a ClassLabel's names, else learned from the train split alone.
-
-    Datasets such as clinc_oos store integer labels beside a "<label>_name" text feature. The
-    number of classes comes from train only, so validate can flag a label that only other splits use.
-    """
-    import tensorflow_datasets as tfds
-
-    feature = builder.info.features[label]
-    if isinstance(feature, tfds.features.ClassLabel):
-        return list(feature.names)
-    train = arrays["train"]
-    names = [str(i) for i in range(int(train[label].max()) + 1)]
-    for index, name in zip(train[label], train.get(f"{label}_name", [])):
-        names[int(index)] = str(name)
-    return names
+        raise DataError(f"split {expression!r} cannot be read: {exc}") from None
+    if config.max_examples:
+        dataset = dataset.take(config.max_examples)
+    dataset = dataset.map(_selection(found, config)).batch(256)
+    largest = None
+    with ShardWriter(out, split, found.columns) as writer:
+        for batch in tfds.as_numpy(dataset):
+            writer.write_batch(batch)
+            labels = batch[ex.LABEL]
+            largest = float(labels.max()) if largest is None else max(largest, float(labels.max()))
+            if split == "train" and ex.LABEL_NAME in batch:
+                for index, name in zip(labels, batch[ex.LABEL_NAME]):
+                    learned.setdefault(int(index), name.decode("utf-8") if isinstance(name, bytes) else str(name))
+    return writer.files, writer.count, largest
 
 
 def run(config: DataConfig, out: Path) -> dict[str, Any]:
-    """Read the configured splits through TFDS and write them to `out`."""
+    """Stream the configured splits from TFDS into shards under `out`, and describe them in spec.json."""
     source = resolve_builder(config)
     ensure_prepared(source, config)
     builder = source.builder
-    feature, label = _keys(builder, config)
-    kind = _feature_kind(builder.info.features[feature])
-    keys = [feature, label]
-    if config.slice_feature:
-        keys.append(config.slice_feature)
-    label_feature = builder.info.features[label]
-    names_key = f"{label}_name"
-    if names_key in builder.info.features and names_key not in keys:
-        keys.append(names_key)
-
-    arrays: dict[str, dict[str, np.ndarray]] = {}
+    found = layout(builder, config)
     splits = {"train": config.train_split, "validation": config.validation_split, "test": config.test_split}
+    shards, counts, digests = {}, {}, {}
+    learned: dict[int, str] = {}
+    largest_train = None
     for split, expression in splits.items():
-        arrays[split] = _split_arrays(builder, expression, keys, config.max_examples)
-        if len(arrays[split][label]) == 0:
+        shards[split], counts[split], largest = _write_split(builder, found, config, expression, out, split, learned)
+        if counts[split] == 0:
             raise DataError(f"data.{split}_split = {expression!r} selects no examples; widen the split")
-
-    label_dtype = np.dtype(label_feature.np_dtype)
-    classification = label_dtype.kind in "iub"
-    class_names = _class_names(builder, label, arrays) if classification else []
-    counts, digests = {}, {}
-    for split in SPLITS:
-        columns = arrays[split]
-        payload = {"x": columns[feature], "y": columns[label]}
-        if config.slice_feature:
-            payload["slice"] = columns[config.slice_feature]
-        path = out / f"{split}.npz"
-        np.savez(path, **payload)
-        counts[split] = int(len(payload["y"]))
-        digests[split] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
-    train_x = arrays["train"][feature]
+        digests[split] = digest(out, shards[split])
+        if split == "train":
+            largest_train = largest
+    class_names: list[str] = []
+    if found.task == "classification":
+        # Without a ClassLabel the classes are 0..max seen in train, so validate can flag a label
+        # that only the other splits use.
+        class_names = list(found.class_names) or [learned.get(i, str(i)) for i in range(int(largest_train) + 1)]
+    feature_columns = [c for c in found.columns if c.name == ex.FEATURE or c.name.startswith(ex.TABULAR_PREFIX)]
     spec = {
         "dataset": source.description,
         "tfds_name": builder.info.name,
         "version": str(builder.info.version),
         "splits": splits,
-        "feature": feature,
-        "label": label,
+        "feature": found.feature,
+        "label": found.label,
         "slice_feature": config.slice_feature,
-        "kind": kind,
-        "shape": list(train_x.shape[1:]),
-        "dtype": "string" if kind == "text" else str(train_x.dtype),
-        "task": "classification" if classification else "regression",
-        "num_classes": len(class_names) if classification else 0,
+        "kind": found.kind,
+        "shape": list(feature_columns[0].shape) if found.kind != "tabular" else [len(feature_columns)],
+        "dtype": "dict" if found.kind == "tabular" else feature_columns[0].dtype,
+        "tabular": found.tabular,
+        "task": found.task,
+        "num_classes": len(class_names),
         "class_names": class_names,
+        "columns": [column.to_dict() for column in found.columns],
+        "shards": shards,
         "counts": counts,
         "digests": digests,
     }
     write_json(out / SPEC_FILE, spec)
-    _log_datasets(spec, arrays, feature, label, builder.data_dir)
-    return spec
-
-
-def _log_datasets(spec: dict[str, Any], arrays: dict[str, dict[str, np.ndarray]], feature: str, label: str,
-                  source_dir: str) -> None:
-    """Record each split as an MLflow dataset input with its TFDS source and digest (lineage)."""
-    import warnings
-
-    import mlflow
-
-    for split in SPLITS:
-        with warnings.catch_warnings():
-            # MLflow registers two equivalent local-path source types and warns that it picked one.
-            warnings.simplefilter("ignore", UserWarning)
-            dataset = mlflow.data.from_numpy(
-                arrays[split][feature],
-                targets=arrays[split][label],
-                source=str(source_dir),
-                name=f"{spec['tfds_name']}-{split}",
-                digest=spec["digests"][split],
-            )
-        tags = {"tfds_name": spec["dataset"], "tfds_version": spec["version"], "split": spec["splits"][split]}
-        mlflow.log_input(dataset, context=split, tags=tags)
+    ex.log_inputs(spec, out, {split: split for split in SPLITS})
+    return {"counts": counts, "kind": found.kind, "task": found.task, "digests": digests}

@@ -39,6 +39,27 @@ def plot_learning_curves(history: dict[str, list[float]], path: Path) -> Path:
     return path
 
 
+def plot_predictions(points: np.ndarray, metrics: dict[str, Any], path: Path) -> Path:
+    """Regression: predicted against true values (a sample of the test split), with the y = x line."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(5, 5))
+    if len(points):
+        predicted, truth = points[:, 0], points[:, 1]
+        axis.scatter(truth, predicted, s=6, alpha=0.5)
+        low, high = float(min(truth.min(), predicted.min())), float(max(truth.max(), predicted.max()))
+        axis.plot([low, high], [low, high], color="black", linewidth=1, label="prediction = truth")
+        axis.legend(loc="upper left")
+    axis.set_xlabel("true value")
+    axis.set_ylabel("predicted value")
+    axis.set_title(f"test: MAE {metrics['mae']:.4g}, RMSE {metrics['rmse']:.4g}, R² {metrics['r2']:.3f}"
+                   f" ({len(points)} of {metrics['examples']} shown)", fontsize=9)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
 def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], path: Path) -> Path:
     plt = _pyplot()
     size = max(4.0, 0.45 * len(class_names) + 2)

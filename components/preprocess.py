@@ -1,10 +1,16 @@
-"""Preprocess: Keras preprocessing layers adapted on train only, and the transformed splits.
+"""Preprocess: Keras preprocessing layers built on train only, and the transformed splits as shards.
 
-Images and numeric sequences get a `Normalization` layer; text gets a
-`TextVectorization` layer (vocabulary and sequence length from [data]). The
-adapted layer is saved as `transform.keras` so train can put it in front of the
-model it exports: the served model takes raw inputs, and training never sees
-statistics from validation or test.
+Images get a `Normalization` from validate's train statistics (one mean and
+variance over all pixels: constant border pixels would get a zero variance per
+pixel); numeric vectors and sequences a per-feature `Normalization` adapted on
+the train stream; text a `TextVectorization` adapted on the train stream
+(vocabulary and sequence length from [data]); tabular dicts a
+`keras.utils.FeatureSpace` (normalised numbers, integer and string lookups,
+optional hashed crosses) adapted on the train stream. The layers are saved as
+`transform.keras`, a model from raw inputs to what the core model trains on, so
+train can put it in front of the model it exports: the served model takes raw
+inputs (the raw dict, for tabular data). Every split is then transformed once
+and written as shards, so training epochs never repeat this work.
 """
 
 from __future__ import annotations
@@ -14,86 +20,132 @@ from typing import Any
 
 import numpy as np
 
-from components.validate import load_split
+from components import examples as ex
+from components import records
+from components.records import Column, ShardWriter
 from pipeline.artifacts import Artifact, read_json
 from pipeline.config import DataConfig
-from pipeline.names import RAW_SAMPLE, SPEC_FILE, SPLITS, TRANSFORM_MODEL
+from pipeline.names import RAW_SAMPLE, SPLITS, STATISTICS_FILE, TRANSFORM_MODEL
+
+BATCH = 512  # examples transformed per step while adapting and materialising
 
 
-def build_layer(spec: dict[str, Any], config: DataConfig, train_x: np.ndarray):
-    """Create and adapt the preprocessing layer for this kind of feature, on train data only."""
+def _train_stream(examples: Artifact, spec: dict[str, Any]):
+    """The raw train split as a tf.data stream of model inputs (arrays, or dicts of tabular columns)."""
+    stream = records.dataset(ex.paths(examples.path, spec, "train"), ex.columns(spec), batch_size=BATCH)
+    return stream.map(lambda batch: ex.raw_inputs(batch, spec))
+
+
+def _tabular_space(spec: dict[str, Any], config: DataConfig):
     import keras
 
-    if spec["kind"] == "text":
-        layer = keras.layers.TextVectorization(
-            max_tokens=config.vocab_size,
-            output_sequence_length=config.sequence_length,
-            standardize="lower_and_strip_punctuation",
-            name="text_vectorization",
-        )
-        layer.adapt(train_x)
-        return layer
-    # Images share one mean/variance over all pixels (constant border pixels would get a zero
-    # variance per pixel); numeric sequences are normalised per input feature.
-    axis = -1 if spec["kind"] == "sequence" else None
-    layer = keras.layers.Normalization(axis=axis, name="normalization")
-    layer.adapt(train_x.astype(np.float32))
-    return layer
+    space = keras.utils.FeatureSpace
+    kinds = {"numeric": lambda: space.float_normalized(),
+             "integer_categorical": lambda: space.integer_categorical(num_oov_indices=1),
+             "string_categorical": lambda: space.string_categorical(num_oov_indices=1)}
+    features = {name: kinds[kind]() for name, kind in spec["tabular"].items()}
+    crosses = [space.cross(feature_names=tuple(cross.split("*")), crossing_dim=32) for cross in config.crosses]
+    return space(features=features, crosses=crosses or None, output_mode="concat")
 
 
-def transform(layer, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """Apply the adapted layer in batches (bounded memory on large splits)."""
-    if len(x) == 0:
-        return np.zeros((0,), dtype=np.float32)
-    parts = []
-    for start in range(0, len(x), batch_size):
-        chunk = x[start : start + batch_size]
-        if chunk.dtype.kind != "U":
-            chunk = chunk.astype(np.float32)
-        parts.append(np.asarray(layer(chunk)))
-    return np.concatenate(parts)
-
-
-def run(examples: Artifact, config: DataConfig, out: Path) -> dict[str, Any]:
+def build_transform(examples: Artifact, spec: dict[str, Any], statistics: dict[str, Any], config: DataConfig):
+    """A Keras model from raw inputs to the core model's inputs, its layers built on train only."""
     import keras
+
+    kind = spec["kind"]
+    if kind == "tabular":
+        space = _tabular_space(spec, config)
+        space.adapt(_train_stream(examples, spec))
+        return keras.Model(space.get_inputs(), space.get_encoded_features(), name="transform")
+    if kind == "text":
+        layer = keras.layers.TextVectorization(max_tokens=config.vocab_size, output_sequence_length=config.sequence_length,
+                                               standardize="lower_and_strip_punctuation", name="text_vectorization")
+        layer.adapt(_train_stream(examples, spec))
+        inputs = keras.Input(shape=(), dtype="string", name="raw_inputs")
+    else:
+        inputs = keras.Input(shape=tuple(spec["shape"]), dtype="float32", name="raw_inputs")
+        if kind == "image":
+            train = statistics["train"]["feature"]
+            layer = keras.layers.Normalization(axis=None, mean=train["mean"], variance=train["std"] ** 2,
+                                               name="normalization")
+        else:
+            layer = keras.layers.Normalization(axis=-1, name="normalization")
+            layer.adapt(_train_stream(examples, spec).map(lambda x: keras.ops.cast(x, "float32")))
+    return keras.Model(inputs, layer(inputs), name="transform")
+
+
+def _materialize(examples: Artifact, spec: dict[str, Any], transform, split: str, out: Path,
+                 core: Column) -> tuple[list[str], int]:
+    """Transform one split batch by batch and write it as shards of core inputs and labels."""
+    columns = [core, *(c for c in ex.columns(spec) if c.name in (ex.LABEL, ex.SLICE))]
+    stream = records.dataset(ex.paths(examples.path, spec, split), ex.columns(spec), batch_size=BATCH)
+
+    def apply(batch):
+        return {ex.FEATURE: transform(ex.raw_inputs(batch, spec)),
+                **{c.name: batch[c.name] for c in columns[1:]}}
+
+    with ShardWriter(out, split, columns) as writer:
+        for batch in stream.map(apply).as_numpy_iterator():
+            writer.write_batch(batch)
+    return writer.files, writer.count
+
+
+def _raw_sample(examples: Artifact, spec: dict[str, Any], out: Path) -> None:
+    """A few raw train inputs: the served model's signature example (tabular: one array per column)."""
+    batch = next(ex.iterate(examples, "train", batch_size=8))
+    inputs = ex.raw_inputs(batch, spec)
+    arrays = inputs if isinstance(inputs, dict) else {"x": inputs}
+    np.savez(out / RAW_SAMPLE, **{name: value.astype(str) if value.dtype == object else value
+                                  for name, value in arrays.items()})
+
+
+def run(examples: Artifact, statistics: Artifact, config: DataConfig, out: Path) -> dict[str, Any]:
     import mlflow
 
-    spec = read_json(examples.file(SPEC_FILE))
-    train = load_split(examples, "train")
-    layer = build_layer(spec, config, train["x"])
+    spec = ex.spec(examples)
+    stats = read_json(statistics.file(STATISTICS_FILE))
+    transform = build_transform(examples, spec, stats, config)
+    transform.save(out / TRANSFORM_MODEL)
+    _raw_sample(examples, spec, out)
 
-    raw_shape = tuple(spec["shape"])
-    raw_dtype = "string" if spec["kind"] == "text" else spec["dtype"]
-    holder = keras.Sequential([keras.Input(shape=raw_shape, dtype=raw_dtype if raw_dtype == "string" else "float32"),
-                               layer], name="transform")
-    holder.save(out / TRANSFORM_MODEL)
-    np.savez(out / RAW_SAMPLE, x=train["x"][:8])
-
+    output = transform.outputs[0]
+    core = Column(ex.FEATURE, "int64" if spec["kind"] == "text" else "float32", tuple(output.shape[1:]))
+    shards, counts = {}, {}
     for split in SPLITS:
-        data = train if split == "train" else load_split(examples, split)
-        payload = {"x": transform(layer, data["x"]), "y": data["y"]}
-        if "slice" in data:
-            payload["slice"] = data["slice"]
-        np.savez(out / f"{split}.npz", **payload)
+        shards[split], counts[split] = _materialize(examples, spec, transform, split, out, core)
 
+    kind = spec["kind"]
     properties: dict[str, Any] = {
-        "input_kind": "tokens" if spec["kind"] == "text" else spec["kind"],
-        "input_shape": [config.sequence_length] if spec["kind"] == "text" else list(raw_shape),
-        "raw_shape": list(raw_shape),
-        "raw_dtype": raw_dtype,
+        "input_kind": {"text": "tokens", "tabular": "vector"}.get(kind, kind),
+        "input_shape": list(core.shape),
+        "raw_kind": kind,
+        "raw_shape": spec["shape"],
+        "raw_dtype": "string" if kind == "text" else spec["dtype"],
+        "raw_columns": spec["tabular"],
+        "task": spec["task"],
         "num_classes": spec["num_classes"],
         "class_names": spec["class_names"],
-        "layer": layer.name,
+        "columns": [c.to_dict() for c in (core, *(c for c in ex.columns(spec) if c.name in (ex.LABEL, ex.SLICE)))],
+        "shards": shards,
+        "counts": counts,
+        "digests": {split: records.digest(out, shards[split]) for split in SPLITS},
+        "examples": {"uri": examples.uri, **{key: spec[key] for key in
+                                             ("dataset", "tfds_name", "version", "splits", "counts", "digests")}},
     }
-    if spec["kind"] == "text":
-        vocabulary = layer.get_vocabulary()
+    if kind == "text":
+        vocabulary = transform.get_layer("text_vectorization").get_vocabulary()
         properties["vocab_size"] = len(vocabulary)
         mlflow.log_metric("vocabulary_size", len(vocabulary))
         mlflow.log_text("\n".join(vocabulary), "vocabulary.txt")
-    else:
-        properties["raw_max"] = float(np.max(train["x"])) if len(train["x"]) else 0.0
+    elif kind != "tabular":
+        train = stats["train"]["feature"]
+        properties["raw_max"] = train["max"]
+        layer = transform.get_layer("normalization")
         mean = float(np.mean(np.asarray(layer.mean)))
         std = float(np.sqrt(np.mean(np.asarray(layer.variance))))
         properties.update({"mean": mean, "std": std})
         mlflow.log_metrics({"train_mean": mean, "train_std": std})
+    else:
+        properties["encoded_size"] = int(core.shape[0])
+        mlflow.log_metric("encoded_size", int(core.shape[0]))
     return properties

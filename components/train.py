@@ -1,8 +1,8 @@
 """Train: the best hyperparameters, per-epoch metrics in MLflow, a model that takes raw inputs.
 
-The core model trains on the transformed splits (fast: no text vectorisation
-per epoch); the exported model is the adapted preprocessing layer followed by
-that core, saved as `.keras` with the resolved config beside it and logged with
+The core model trains on the transformed shards, streamed (fast: no decoding
+or vectorisation per epoch, and memory bounded by the shuffle buffer); the
+exported model is the preprocessing model built on train followed by that core, saved as `.keras` with the resolved config beside it and logged with
 `mlflow.keras` and a signature. Training state is backed up every epoch in the
 stage's work directory, so a killed run resumes from its last finished epoch.
 """
@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from components.data import evaluation_batches, load_arrays, training_batches
+from components import examples as ex
+from components.data import evaluation_stream, training_stream, watched
 from components.trial_tracking import epoch_logger
 from pipeline import console
 from pipeline.artifacts import Artifact, read_json, write_json
@@ -44,13 +45,13 @@ class TrainingDiverged(RuntimeError):
 
 
 def load_preprocessing(transform: Artifact):
+    """The model from raw inputs to the core model's inputs that preprocess built on train."""
     import keras
 
-    holder = keras.saving.load_model(transform.file(TRANSFORM_MODEL), safe_mode=True)
-    return holder.layers[-1]
+    return keras.saving.load_model(transform.file(TRANSFORM_MODEL), safe_mode=True)
 
 
-def _callbacks(config: Config, backup_dir: Path) -> list:
+def _callbacks(config: Config, backup_dir: Path, task: str) -> list:
     import keras
 
     callbacks = [
@@ -59,7 +60,7 @@ def _callbacks(config: Config, backup_dir: Path) -> list:
         epoch_logger(),
     ]
     if config.train.early_stopping_patience:
-        monitor = config.train.monitor
+        monitor = watched(config.train.monitor, task)
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=config.train.early_stopping_patience,
                                                        mode="max" if monitor == "val_accuracy" else "min",
                                                        restore_best_weights=True))
@@ -102,13 +103,15 @@ def run(transform: Artifact, hyperparameters: Artifact, config: Config, out: Pat
     model_kwargs, train_kwargs = models.hyperparameters_to_kwargs(best, base_model=base_model, base_train=base_train)
     mlflow.log_params({f"hp.{k}": v for k, v in {**model_kwargs, **train_kwargs}.items()})
 
+    task = props["task"]
+    ex.log_inputs(props["examples"], Path(props["examples"]["uri"]), {"train": "training", "validation": "validation"})
     core = models.build_model(input_shape=tuple(props["input_shape"]), input_kind=props["input_kind"],
                               num_classes=props["num_classes"], vocab_size=props.get("vocab_size"),
                               seed=config.pipeline.seed, **model_kwargs)
-    x_train, y_train = load_arrays(transform, "train")
-    x_val, y_val = load_arrays(transform, "validation")
     batch_size = int(train_kwargs["batch_size"])
-    batches, steps_per_epoch = training_batches(x_train, y_train, batch_size=batch_size, seed=config.pipeline.seed)
+    validation, validation_steps = evaluation_stream(transform, "validation", batch_size=batch_size)
+    batches, steps_per_epoch = training_stream(transform, batch_size=batch_size, seed=config.pipeline.seed,
+                                               shuffle_buffer=config.train.shuffle_buffer)
     optimizer = models.build_optimizer(
         train_kwargs["optimizer"], train_kwargs["learning_rate"], momentum=train_kwargs.get("momentum", 0.9),
         nesterov=bool(train_kwargs.get("nesterov", False)), schedule=config.train.schedule,
@@ -123,25 +126,24 @@ def run(transform: Artifact, hyperparameters: Artifact, config: Config, out: Pat
         console.info("train: resuming from the last completed epoch of an interrupted run")
     history = core.fit(
         batches, steps_per_epoch=steps_per_epoch,
-        validation_data=evaluation_batches(x_val, y_val, batch_size=batch_size),
-        epochs=config.train.epochs, callbacks=_callbacks(config, backup), shuffle=False,  # the batches are shuffled
+        validation_data=validation, validation_steps=validation_steps,
+        epochs=config.train.epochs, callbacks=_callbacks(config, backup, task), shuffle=False,  # the stream is shuffled
         verbose=_keras_verbosity(verbose),
     ).history
     losses = history.get("loss", [])
-    watched = losses + history.get("val_loss", [])
-    if not losses or not all(math.isfinite(v) for v in watched):
+    checked = losses + history.get("val_loss", [])
+    if not losses or not all(math.isfinite(v) for v in checked):
         raise TrainingDiverged(
             f"training diverged: the loss became NaN or infinite (learning rate {train_kwargs['learning_rate']}); "
             "lower train.learning_rate or set train.clipnorm"
         )
 
-    served = models.with_preprocessing(core, load_preprocessing(transform), raw_shape=tuple(props["raw_shape"]),
-                                       raw_dtype=props["raw_dtype"])
+    served = models.stack(load_preprocessing(transform), core)
     served.save(out / MODEL_FILE)
     write_json(out / RESOLVED_CONFIG, config.to_dict())
     write_json(out / CLASS_NAMES_FILE, props["class_names"])
-    input_info = {"kind": props["input_kind"], "raw_shape": props["raw_shape"], "raw_dtype": props["raw_dtype"],
-                  "raw_max": props.get("raw_max")}
+    input_info = {"kind": props["raw_kind"], "raw_shape": props["raw_shape"], "raw_dtype": props["raw_dtype"],
+                  "raw_max": props.get("raw_max"), "columns": props["raw_columns"], "task": task}
     write_json(out / INPUT_INFO_FILE, input_info)
     write_json(out / HISTORY_FILE, history)
     write_json(out / "hyperparameters.json", {**model_kwargs, **train_kwargs})
@@ -152,15 +154,20 @@ def run(transform: Artifact, hyperparameters: Artifact, config: Config, out: Pat
     mlflow.log_artifact(str(curves))
     mlflow.log_dict(config.to_dict(), RESOLVED_CONFIG)
     final = {k: float(v[-1]) for k, v in history.items()}
-    monitored = history.get(config.train.monitor)
+    monitor = watched(config.train.monitor, task)
+    monitored = history.get(monitor)
     if monitored:
-        best_epoch = int(np.argmax(monitored) if config.train.monitor == "val_accuracy" else np.argmin(monitored))
+        best_epoch = int(np.argmax(monitored) if monitor == "val_accuracy" else np.argmin(monitored))
     else:
         best_epoch = len(losses) - 1
+    shown = "val_accuracy" if task == "classification" else f"val_{models.REGRESSION_METRIC}"
     return {
         "epochs": len(losses),
         "best_epoch": best_epoch + 1,
         "resumed": resumed,
+        "task": task,
+        "val_metric": shown,
+        "val_value": float(history[shown][best_epoch]) if shown in history else None,
         "val_accuracy": float(history["val_accuracy"][best_epoch]) if "val_accuracy" in history else None,
         "final": final,
         "model_uri": model_info.model_uri,
@@ -176,13 +183,14 @@ def _log_model(served, transform: Artifact, metadata: dict[str, Any]):
     from mlflow.models import infer_signature
 
     with np.load(transform.file(RAW_SAMPLE), allow_pickle=False) as data:
-        sample = data["x"]
-    if sample.dtype.kind == "U":
-        sample = sample.astype(object)  # Keras takes strings as object arrays, not fixed-width unicode
+        # Keras takes strings as object arrays, not fixed-width unicode.
+        arrays = {name: data[name].astype(object) if data[name].dtype.kind == "U" else data[name] for name in data.files}
+    sample = arrays if transform.properties["raw_kind"] == "tabular" else arrays["x"]
     # A signature records only dtypes and shapes, so the output side comes from the model's output spec:
     # running predict here would trace a predict function (about half a second) for nothing that
     # evaluate does not check right after on the whole test split.
     output = served.outputs[0]
-    signature = infer_signature(sample, np.zeros((len(sample), *output.shape[1:]), dtype=output.dtype))
+    rows = len(next(iter(arrays.values())))
+    signature = infer_signature(sample, np.zeros((rows, *output.shape[1:]), dtype=output.dtype))
     return mlflow.keras.log_model(served, name="model", signature=signature, pip_requirements=_pip_requirements(),
                                   metadata=metadata)

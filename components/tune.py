@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.data import load_arrays
+from components import examples as ex
+from components.data import evaluation_stream, training_stream, watched
 from pipeline import console
 from pipeline.artifacts import Artifact, write_json
 from pipeline.config import Config, ConfigError
@@ -93,7 +94,7 @@ def _write_tuner_state_atomically() -> None:
     tuner_utils.save_json = save_json
 
 
-def _make_tuner(config: Config, hypermodel, directory: Path, *, trial_parent: str | None, verbose: int):
+def _make_tuner(config: Config, hypermodel, directory: Path, *, objective: str, trial_parent: str | None, verbose: int):
     """The configured KerasTuner tuner, with every trial recorded as a nested MLflow run."""
     import keras_tuner
 
@@ -102,10 +103,10 @@ def _make_tuner(config: Config, hypermodel, directory: Path, *, trial_parent: st
     _write_tuner_state_atomically()
 
     tune = config.tune
-    direction = "max" if tune.objective == "val_accuracy" else "min"
+    direction = "max" if objective == "val_accuracy" else "min"
     common = dict(
         hypermodel=hypermodel,
-        objective=keras_tuner.Objective(tune.objective, direction),
+        objective=keras_tuner.Objective(objective, direction),
         executions_per_trial=tune.executions_per_trial,
         seed=config.pipeline.seed,
         directory=str(directory),
@@ -184,16 +185,20 @@ def _search(transform: Artifact, config: Config, directory: Path, *, verbose: in
     # Hyperband resumes a trial from its parent's weights with a fresh optimizer; Keras warns about
     # the optimizer slots it does not restore, once per trial. Expected, so not shown.
     warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-    tuner = _make_tuner(config, hypermodel, directory, trial_parent=trial_parent, verbose=verbose)
-    (x_train, y_train), (x_val, y_val) = load_arrays(transform, "train"), load_arrays(transform, "validation")
+    objective = watched(config.tune.objective, props["task"])
+    tuner = _make_tuner(config, hypermodel, directory, objective=objective, trial_parent=trial_parent, verbose=verbose)
+    # One input pipeline for the whole search: every trial reads the same streamed shards as train does.
+    batches, steps = training_stream(transform, batch_size=config.train.batch_size, seed=config.pipeline.seed,
+                                     shuffle_buffer=config.train.shuffle_buffer)
+    validation, validation_steps = evaluation_stream(transform, "validation", batch_size=config.train.batch_size)
     callbacks = [keras.callbacks.TensorBoard(log_dir=str(directory / "tensorboard"), write_graph=False,
                                              profile_batch=0)]
     if config.tune.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=config.tune.objective,
-                                                       patience=config.tune.early_stopping_patience,
-                                                       mode="max" if config.tune.objective == "val_accuracy" else "min"))
-    tuner.search(x_train, y_train, validation_data=(x_val, y_val), epochs=config.tune.max_epochs,
-                 batch_size=config.train.batch_size, callbacks=callbacks, verbose=1 if verbose >= 2 else 0)
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=objective, patience=config.tune.early_stopping_patience,
+                                                       mode="max" if objective == "val_accuracy" else "min"))
+    tuner.search(batches, steps_per_epoch=steps, validation_data=validation, validation_steps=validation_steps,
+                 epochs=config.tune.max_epochs,
+                 callbacks=callbacks, verbose=1 if verbose >= 2 else 0)
     return tuner
 
 
@@ -216,10 +221,13 @@ def run(transform: Artifact, config: Config, out: Path, *, hparams_file: str | N
         mlflow.set_tag(CHIEF_TAG, f"{distributed.oracle_ip}:{distributed.oracle_port}")
         console.info(f"tune: chief oracle on {distributed.oracle_ip}:{distributed.oracle_port}; "
                      "waiting for workers (`pipeline tune --role worker ...`) to run the trials")
+    props = transform.properties
+    ex.log_inputs(props["examples"], Path(props["examples"]["uri"]), {"train": "training", "validation": "validation"})
     tuner = _search(transform, config, out, verbose=verbose)
+    objective = watched(config.tune.objective, props["task"])
 
-    rows = _trials_table(tuner, config.tune.objective)
-    completed = [r for r in rows if r[config.tune.objective] is not None]
+    rows = _trials_table(tuner, objective)
+    completed = [r for r in rows if r[objective] is not None]
     if not completed:
         raise RuntimeError(f"all {len(rows)} tuning trials failed; see the FAILED trial runs in MLflow for why")
     best_trial = tuner.oracle.get_best_trials(1)[0]
@@ -227,16 +235,16 @@ def run(transform: Artifact, config: Config, out: Path, *, hparams_file: str | N
     best_score = float(best_trial.score)
     write_json(out / BEST_HPARAMS, best)
     _write_csv(rows, out / TRIALS_TABLE)
-    figure = plot_tuning(rows, config.tune.objective, out / "tuning.png")
+    figure = plot_tuning(rows, objective, out / "tuning.png")
     mlflow.log_dict(best, BEST_HPARAMS)
     mlflow.log_artifact(str(out / TRIALS_TABLE))
     if figure is not None:
         mlflow.log_artifact(str(figure))
     if (out / "tensorboard").is_dir():
         mlflow.log_artifacts(str(out / "tensorboard"), "tensorboard")
-    mlflow.log_metrics({f"best_{config.tune.objective}": best_score, "trials": len(rows),
+    mlflow.log_metrics({f"best_{objective}": best_score, "trials": len(rows),
                         "failed_trials": len(rows) - len(completed)})
-    return {"best": best, "best_score": best_score, "objective": config.tune.objective, "trials": len(rows),
+    return {"best": best, "best_score": best_score, "objective": objective, "trials": len(rows),
             "failed_trials": len(rows) - len(completed), "algorithm": config.tune.algorithm}
 
 

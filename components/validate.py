@@ -1,97 +1,92 @@
-"""Validate: statistics per split, a schema inferred from train, anomalies against it.
+"""Validate: statistics per split in one streaming pass, a schema inferred from train, anomalies against it.
 
-What TFX's StatisticsGen, SchemaGen and ExampleValidator do, for the three kinds
-of feature the pipeline reads (images, text, numeric sequences). Anomalies have
-a severity: any "error" fails the stage after the report is written and logged,
-so the user sees exactly what is wrong before a model is trained on it.
+What TFX's StatisticsGen, SchemaGen and ExampleValidator do, for every kind of
+feature the pipeline reads (images, text, numeric vectors and sequences, tabular
+columns). Each split is read once, batch by batch, into mergeable accumulators
+(components/statistics.py), so memory does not grow with the split. Anomalies
+have a severity: any "error" fails the stage after the report is written and
+logged, so the user sees exactly what is wrong before a model is trained on it.
 """
 
 from __future__ import annotations
 
-import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline.artifacts import Artifact, read_json, write_json
+from components import examples as ex
+from components.statistics import CategoryStats, NumericStats, TextStats
+from pipeline.artifacts import Artifact, write_json
 from pipeline.config import DataConfig
-from pipeline.names import ANOMALIES_FILE, SCHEMA_FILE, SPEC_FILE, SPLITS, STATISTICS_FILE, VALIDATION_REPORT
+from pipeline.names import ANOMALIES_FILE, SCHEMA_FILE, SPLITS, STATISTICS_FILE, VALIDATION_REPORT
 
 
 class ValidationFailed(RuntimeError):
     """The data violate the schema; the message lists the error anomalies."""
 
 
-_TOKEN_RE = re.compile(r"[a-z0-9']+")
+def _feature_accumulators(spec: dict[str, Any], train_vocabulary: frozenset[str] | None, split: str) -> dict[str, Any]:
+    """One accumulator per feature column: text, numeric, or (tabular) categorical."""
+    accumulators: dict[str, Any] = {}
+    for column in ex.feature_columns(spec):
+        if spec["kind"] == "text":
+            accumulators[column.name] = TextStats(vocabulary=Counter() if split == "train" else None,
+                                                  known=train_vocabulary)
+        elif spec["tabular"].get(column.name.removeprefix(ex.TABULAR_PREFIX), "numeric") != "numeric":
+            accumulators[column.name] = CategoryStats()
+        else:
+            accumulators[column.name] = NumericStats()
+    return accumulators
 
 
-def tokenize(text: str) -> list[str]:
-    """The whitespace-and-punctuation split the text statistics use (lower-cased)."""
-    return _TOKEN_RE.findall(text.lower())
-
-
-def load_split(examples: Artifact, split: str) -> dict[str, np.ndarray]:
-    with np.load(examples.file(f"{split}.npz"), allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
-
-
-def _numeric_stats(x: np.ndarray) -> dict[str, Any]:
-    values = x.astype(np.float64)
-    finite = values[np.isfinite(values)]
-    return {
-        "shape": list(x.shape[1:]),
-        "dtype": str(x.dtype),
-        "min": float(finite.min()) if finite.size else None,
-        "max": float(finite.max()) if finite.size else None,
-        "mean": float(finite.mean()) if finite.size else None,
-        "std": float(finite.std()) if finite.size else None,
-        "zeros_share": float(np.mean(values == 0)) if values.size else 0.0,
-        "nan_count": int(np.isnan(values).sum()),
-    }
-
-
-def _text_stats(x: np.ndarray, train_vocab: set[str] | None) -> dict[str, Any]:
-    lengths = np.array([len(tokenize(str(t))) for t in x]) if len(x) else np.zeros(0)
-    stats: dict[str, Any] = {
-        "shape": [],
-        "dtype": "string",
-        "length_min": int(lengths.min()) if lengths.size else 0,
-        "length_mean": float(lengths.mean()) if lengths.size else 0.0,
-        "length_p50": float(np.percentile(lengths, 50)) if lengths.size else 0.0,
-        "length_p95": float(np.percentile(lengths, 95)) if lengths.size else 0.0,
-        "length_max": int(lengths.max()) if lengths.size else 0,
-        "empty_count": int((lengths == 0).sum()),
-    }
-    if train_vocab is not None:
-        tokens = [token for text in x for token in tokenize(str(text))]
-        stats["oov_rate"] = float(np.mean([t not in train_vocab for t in tokens])) if tokens else 0.0
-    return stats
-
-
-def _label_distribution(y: np.ndarray, num_classes: int) -> list[float]:
-    if num_classes == 0 or len(y) == 0:
-        return []
-    counts = np.bincount(np.clip(y.astype(np.int64), 0, None), minlength=num_classes)[:num_classes]
-    return (counts / max(len(y), 1)).tolist()
+def _split_statistics(examples: Artifact, spec: dict[str, Any], split: str,
+                      train_vocabulary: frozenset[str] | None) -> tuple[dict[str, Any], frozenset[str] | None]:
+    features = _feature_accumulators(spec, train_vocabulary, split)
+    label = CategoryStats() if spec["task"] == "classification" else None
+    label_moments = NumericStats()
+    count = 0
+    for batch in ex.iterate(examples, split):
+        count += len(batch[ex.LABEL])
+        for name, accumulator in features.items():
+            accumulator.update(batch[name])
+        label_moments.update(batch[ex.LABEL])
+        if label is not None:
+            label.update(batch[ex.LABEL])
+    vocabulary = None
+    if spec["kind"] == "tabular":
+        feature = {"shape": spec["shape"], "dtype": "dict",
+                   "columns": {name.removeprefix(ex.TABULAR_PREFIX): acc.summary() for name, acc in features.items()}}
+        numeric = [c for c in feature["columns"].values() if "nan_count" in c]
+        feature["nan_count"] = sum(c["nan_count"] for c in numeric)
+    else:
+        accumulator = features[ex.FEATURE]
+        feature = {"shape": spec["shape"], "dtype": spec["dtype"], **accumulator.summary()}
+        if spec["kind"] == "text" and split == "train":
+            vocabulary = frozenset(accumulator.vocabulary)
+    moments = label_moments.summary()
+    label_stats: dict[str, Any] = {"dtype": "int64" if label is not None else "float32",
+                                   "min": moments["min"], "max": moments["max"]}
+    if label is not None:
+        shares = np.zeros(spec["num_classes"])
+        for value, n in label.counts.items():
+            if 0 <= value < spec["num_classes"]:
+                shares[int(value)] = n
+        label_stats["distribution"] = (shares / max(count, 1)).tolist()
+    else:
+        label_stats.update({"mean": moments["mean"], "std": moments["std"], "quantiles": moments["quantiles"],
+                            "distribution": []})
+    return {"count": count, "feature": feature, "label": label_stats}, vocabulary
 
 
 def compute_statistics(examples: Artifact, spec: dict[str, Any]) -> dict[str, Any]:
+    """Every split's statistics, each from one streaming pass; text OOV rates are against train's vocabulary."""
     statistics: dict[str, Any] = {}
-    train_vocab: set[str] | None = None
+    vocabulary: frozenset[str] | None = None
     for split in SPLITS:
-        data = load_split(examples, split)
-        x, y = data["x"], data["y"]
-        if spec["kind"] == "text":
-            feature = _text_stats(x, train_vocab)
-            if split == "train":
-                train_vocab = {token for text in x for token in tokenize(str(text))}
-        else:
-            feature = _numeric_stats(x)
-        label: dict[str, Any] = {"dtype": str(y.dtype), "min": float(y.min()) if len(y) else None,
-                                 "max": float(y.max()) if len(y) else None}
-        label["distribution"] = _label_distribution(y, spec["num_classes"])
-        statistics[split] = {"count": int(len(y)), "feature": feature, "label": label}
+        statistics[split], found = _split_statistics(examples, spec, split, vocabulary)
+        vocabulary = found if split == "train" else vocabulary
     return statistics
 
 
@@ -104,7 +99,11 @@ def infer_schema(spec: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
         "dtype": feature["dtype"],
         "task": spec["task"],
     }
-    if spec["kind"] != "text":
+    if spec["kind"] == "tabular":
+        schema["columns"] = {name: {"type": spec["tabular"][name], **({"min": stats["min"], "max": stats["max"]}
+                                                                     if "min" in stats else {})}
+                             for name, stats in feature["columns"].items()}
+    elif spec["kind"] != "text":
         schema["min"], schema["max"] = feature["min"], feature["max"]
     if spec["task"] == "classification":
         schema["label_values"] = [0, spec["num_classes"] - 1]
@@ -129,10 +128,15 @@ def find_anomalies(statistics: dict[str, Any], schema: dict[str, Any], max_label
             add(split, "dtype_mismatch", "error", f"feature dtype {feature['dtype']} != schema {schema['dtype']}")
         if feature.get("nan_count"):
             add(split, "nan_values", "error", f"{feature['nan_count']} NaN values in the feature")
-        if schema["kind"] != "text" and feature.get("min") is not None and split != "train":
-            if feature["min"] < schema["min"] or feature["max"] > schema["max"]:
+        ranges = [(f"column {name!r} ", stats, schema["columns"][name]) for name, stats in feature.get("columns", {}).items()
+                  if stats.get("min") is not None and schema["columns"].get(name, {}).get("min") is not None]
+        if "min" in schema and feature.get("min") is not None:
+            ranges.append(("", feature, schema))
+        for what, found, allowed in ranges if split != "train" else ():
+            if found["min"] < allowed["min"] or found["max"] > allowed["max"]:
                 add(split, "value_out_of_range", "warning",
-                    f"values span [{feature['min']:g}, {feature['max']:g}], train spans [{schema['min']:g}, {schema['max']:g}]")
+                    f"{what}values span [{found['min']:g}, {found['max']:g}], train spans "
+                    f"[{allowed['min']:g}, {allowed['max']:g}]")
         if feature.get("empty_count"):
             add(split, "empty_text", "warning", f"{feature['empty_count']} examples have no tokens")
         if "label_values" in schema and label["min"] is not None:
@@ -153,14 +157,19 @@ def find_anomalies(statistics: dict[str, Any], schema: dict[str, Any], max_label
 
 
 def _report(spec: dict[str, Any], statistics: dict[str, Any], anomalies: list[dict[str, Any]]) -> str:
+    classes = f", {spec['num_classes']} classes" if spec["task"] == "classification" else ""
     lines = [f"# Data validation: {spec['dataset']} ({spec['version']})", "",
              f"Feature `{spec['feature']}` ({spec['kind']}, shape {spec['shape']}, {spec['dtype']}); "
-             f"label `{spec['label']}` ({spec['task']}, {spec['num_classes']} classes).", "",
+             f"label `{spec['label']}` ({spec['task']}{classes}).", "",
              "| split | expression | count | feature summary | label drift vs train |", "| --- | --- | --- | --- | --- |"]
     for split in SPLITS:
         stats = statistics[split]
         feature = stats["feature"]
-        if spec["kind"] == "text":
+        if spec["kind"] == "tabular":
+            kinds = Counter(spec["tabular"].values())
+            summary = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(kinds.items()))
+            summary += f" columns, {feature['nan_count']} NaN"
+        elif spec["kind"] == "text":
             summary = f"tokens mean {feature['length_mean']:.1f}, p95 {feature['length_p95']:.0f}, max {feature['length_max']}"
             if "oov_rate" in feature:
                 summary += f", OOV {feature['oov_rate']:.3f}"
@@ -181,7 +190,7 @@ def _report(spec: dict[str, Any], statistics: dict[str, Any], anomalies: list[di
 def run(examples: Artifact, config: DataConfig, out: Path) -> dict[str, Any]:
     import mlflow
 
-    spec = read_json(examples.file(SPEC_FILE))
+    spec = ex.spec(examples)
     statistics = compute_statistics(examples, spec)
     schema = infer_schema(spec, statistics["train"])
     anomalies = find_anomalies(statistics, schema, config.max_label_drift)

@@ -21,7 +21,7 @@ from models.seq2seq import (
     greedy_decode,
     teacher_forcing,
 )
-from models.serving import with_preprocessing
+from models.serving import stack, with_preprocessing
 from models.hypermodel import build_hypermodel
 from models.space import (
     TUNABLE_MODEL_KEYS,
@@ -59,6 +59,7 @@ __all__ = [
     "enumerate_space",
     "greedy_decode",
     "hyperparameters_to_kwargs",
+    "stack",
     "teacher_forcing",
     "validate_space",
     "with_preprocessing",

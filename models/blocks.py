@@ -19,7 +19,7 @@ ENCODERS = ("mlp", "cnn", "simple_rnn", "lstm", "gru")
 RECURRENT_ENCODERS = ("simple_rnn", "lstm", "gru")
 ATTENTIONS = ("none", "additive", "dot")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
-INPUT_KINDS = ("image", "sequence", "tokens")
+INPUT_KINDS = ("image", "sequence", "vector", "tokens")
 _RECURRENT_LAYERS = {
     "simple_rnn": keras.layers.SimpleRNN,
     "lstm": keras.layers.LSTM,

@@ -48,7 +48,7 @@ from models.blocks import (
 # Metric names as they appear in Keras history (and, with "val_", on validation data).
 CLASSIFICATION_METRIC = "accuracy"
 REGRESSION_METRIC = "mae"
-_INPUT_RANKS = {"image": (2, 3), "sequence": (2,), "tokens": (1,)}
+_INPUT_RANKS = {"image": (2, 3), "sequence": (2,), "vector": (1,), "tokens": (1,)}
 
 
 def build_model(
@@ -74,8 +74,9 @@ def build_model(
 ) -> keras.Model:
     """Build an uncompiled model; the same `seed` gives the same initial weights.
 
-    input_kind "image" takes floats HxW or HxWxC, "sequence" floats T x F, and
-    "tokens" int ids of shape (T,) with 0 as padding (needs vocab_size).
+    input_kind "image" takes floats HxW or HxWxC, "sequence" floats T x F, "vector"
+    floats (F,) (a dense input; cnn and recurrent encoders read it as F steps of one
+    value), and "tokens" int ids of shape (T,) with 0 as padding (needs vocab_size).
     """
     input_shape = tuple(input_shape)
     _check_arguments(
@@ -96,6 +97,8 @@ def build_model(
     x = inputs
     if input_kind == "tokens":
         x = _embed_tokens(x, vocab_size, embedding_dim, encoder, seeds)
+    if input_kind == "vector" and encoder != "mlp":
+        x = keras.layers.Reshape((*input_shape, 1), name="values_as_steps")(x)
     if encoder == "mlp":
         x = keras.layers.Flatten(name="flatten")(x)
         for index in range(layers):

@@ -63,3 +63,19 @@ def with_preprocessing(
             f"but core model {core.name!r} expects {expected!r}"
         )
     return keras.Model(inputs, core(x), name=name)
+
+
+def stack(preprocessing: keras.Model, core: keras.Model, *, name: str = "served_model") -> keras.Model:
+    """raw inputs -> a preprocessing model (its raw inputs, possibly a dict of named columns) -> core.
+
+    For preprocessing that is a whole model rather than one layer, e.g. a `keras.utils.FeatureSpace`
+    over tabular columns: the served model then takes the same raw inputs as `preprocessing`.
+    """
+    encoded = preprocessing.outputs[0]
+    expected = tuple(core.inputs[0].shape[1:])
+    if tuple(encoded.shape[1:]) != expected:
+        raise ValueError(
+            f"preprocessing {preprocessing.name!r} outputs shape {tuple(encoded.shape[1:])!r}, "
+            f"but core model {core.name!r} expects {expected!r}"
+        )
+    return keras.Model(preprocessing.input, core(encoded), name=name)

@@ -25,6 +25,7 @@ from pipeline.names import (
     STAGES,
     TUNE_ALGORITHMS,
     TUNE_OBJECTIVES,
+    TASKS,
 )
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -52,6 +53,10 @@ class DataConfig:
     feature: str = ""  # feature key; empty = from the dataset's supervised_keys
     label: str = ""  # label key; empty = from the dataset's supervised_keys
     slice_feature: str = ""  # extra feature kept for sliced evaluation (e.g. clinc_oos "domain")
+    task: str = "auto"  # auto (from the label's TFDS type: class labels and integers classify, floats regress) | classification | regression
+    categorical: list[str] = field(default_factory=list)  # tabular: integer columns to treat as categories (ClassLabel and text columns always are)
+    crosses: list[str] = field(default_factory=list)  # tabular: feature crosses such as "sex*pclass" (hashed into the model's input)
+    image_size: list[int] = field(default_factory=list)  # [height, width] to resize images to in the stream (needed for variable-size images)
     max_examples: int = 0  # cap on examples per split, 0 = all (for quick runs and tests)
     vocab_size: int = 10000  # text only: TextVectorization vocabulary size
     sequence_length: int = 32  # text only: tokens per example after padding/truncation
@@ -85,6 +90,7 @@ class TrainConfig:
     batch_size: int = 64  # examples per gradient step
     epochs: int = 10  # maximum epochs
     early_stopping_patience: int = 3  # epochs without improvement of `monitor` before stopping, 0 = off
+    shuffle_buffer: int = 10000  # examples held to shuffle the streamed training data (capped at 64 MiB)
     monitor: str = "val_loss"  # val_loss | val_accuracy: what early stopping watches and restores the best of
 
 
@@ -104,6 +110,8 @@ class TuneConfig:
 class EvaluateConfig:
     min_accuracy: float = 0.0  # a candidate below this test accuracy is not blessed
     max_loss: float = 0.0  # regression only: a candidate above this test MSE is not blessed, 0 = no limit
+    max_mae: float = 0.0  # regression only: a candidate above this test mean absolute error is not blessed, 0 = no limit
+    min_r2: float = -1e9  # regression only: a candidate below this test R^2 is not blessed (default: no limit)
     max_regression: float = 0.01  # how much worse than the champion a candidate may be (accuracy, or MSE)
     top_k: int = 3  # k of the top-k accuracy metric
 
@@ -155,6 +163,7 @@ _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("train", "schedule"): SCHEDULES,
     ("tune", "algorithm"): TUNE_ALGORITHMS,
     ("tune", "objective"): TUNE_OBJECTIVES,
+    ("data", "task"): TASKS,
     ("train", "monitor"): TUNE_OBJECTIVES,
 }
 
@@ -178,6 +187,9 @@ _RANGES: dict[tuple[str, str], tuple[float, float, bool, bool]] = {
     ("tune", "executions_per_trial"): (1, 100, True, True),
     ("tune", "early_stopping_patience"): (0, 100_000, True, True),
     ("data", "max_examples"): (0, math.inf, True, True),
+    ("train", "shuffle_buffer"): (1, 100_000_000, True, True),
+    ("evaluate", "max_mae"): (0.0, math.inf, True, True),
+    ("evaluate", "min_r2"): (-math.inf, 1.0, True, True),
     ("data", "vocab_size"): (3, 10_000_000, True, True),
     ("data", "sequence_length"): (1, 100_000, True, True),
     ("data", "max_label_drift"): (0.0, 1.0, True, True),
@@ -223,6 +235,11 @@ def _coerce(section: str, key: str, value: Any, expected: Any) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a string, got {value!r}")
         return value
+    if expected == list[str] or expected == list[int]:
+        item = str if expected == list[str] else int
+        if not isinstance(value, list) or not all(isinstance(v, item) and not isinstance(v, bool) for v in value):
+            raise ConfigError(f"{where} must be a list of {'strings' if item is str else 'integers'}, got {value!r}")
+        return list(value)
     if isinstance(value, dict):
         return dict(value)
     raise ConfigError(f"{where} must be a table of hyperparameter choices, got {value!r}")
@@ -248,6 +265,13 @@ def _check_value(section: str, key: str, value: Any) -> None:
         for pct in re.findall(r"(-?\d+)%", value):
             if not -100 <= int(pct) <= 100:
                 raise ConfigError(f"{where} = {value!r}: split percentages must lie in [-100%, 100%]")
+    if section == "data" and key == "image_size" and value and (len(value) != 2 or min(value) < 1):
+        raise ConfigError(f"{where} = {value!r} must be [height, width] with both >= 1, or [] for no resizing")
+    if section == "data" and key == "crosses":
+        for cross in value:
+            if len([part for part in cross.split("*") if part]) < 2:
+                raise ConfigError(f"{where} has {cross!r}; write a cross as two or more column names joined "
+                                  "by '*', e.g. \"sex*pclass\"")
     if section == "pipeline" and key == "name" and not _NAME_RE.match(value):
         raise ConfigError(
             f"pipeline.name = {value!r} is not a valid name: use letters, digits, '_', '-' or '.', "

@@ -52,16 +52,24 @@ def key_metric(stage: str, properties: dict[str, Any]) -> str:
         trials = properties.get("trials", 0)
         return f"{trials} trials, best {properties.get('objective', '')} {best:.4f}" if best is not None else "fixed hyperparameters"
     if stage == "train":
-        return f"{properties.get('epochs', 0)} epochs, val_accuracy {properties.get('val_accuracy', float('nan')):.4f}"
+        name = properties.get("val_metric", "val_accuracy")
+        value = properties.get("val_value", properties.get("val_accuracy"))
+        return f"{properties.get('epochs', 0)} epochs, {name} {_number(value)}"
     if stage == "evaluate":
         metrics = properties.get("metrics", {})
         verdict = "blessed" if properties.get("blessed") else "not blessed"
-        return f"test accuracy {metrics.get('accuracy', float('nan')):.4f}, {verdict}"
+        if properties.get("task") == "regression":
+            return f"test MAE {_number(metrics.get('mae'))}, R² {_number(metrics.get('r2'))}, {verdict}"
+        return f"test accuracy {_number(metrics.get('accuracy'))}, {verdict}"
     if stage == "push":
         if properties.get("pushed"):
             return f"version {properties.get('version')} is champion"
         return "not pushed (not blessed)"
     return ""
+
+
+def _number(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def stage_end(index: int, total: int, name: str, cached: bool, seconds: float, properties: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ OPTIMIZERS = ("sgd", "momentum", "adam")
 SCHEDULES = ("constant", "cosine")
 TUNE_ALGORITHMS = ("random", "bayesian", "hyperband", "grid")
 TUNE_OBJECTIVES = ("val_accuracy", "val_loss")
+TASKS = ("auto", "classification", "regression")
 
 # Artifact types and the manifest every artifact directory holds.
 MANIFEST = "artifact.json"

@@ -58,7 +58,7 @@ def _validate(module, call: StageCall) -> dict[str, Any]:
 
 
 def _preprocess(module, call: StageCall) -> dict[str, Any]:
-    return module.run(call.inputs["ingest"], call.config.data, call.out)
+    return module.run(call.inputs["ingest"], call.inputs["validate"], call.config.data, call.out)
 
 
 def _tune(module, call: StageCall) -> dict[str, Any]:
@@ -87,7 +87,7 @@ def _push(module, call: StageCall) -> dict[str, Any]:
 STAGE_TABLE: tuple[Stage, ...] = (
     Stage("ingest", "components.ingest", EXAMPLES, ("data",), (), _ingest),
     Stage("validate", "components.validate", STATISTICS, ("data",), ("ingest",), _validate),
-    Stage("preprocess", "components.preprocess", PREPROCESS, ("data",), ("ingest",), _preprocess),
+    Stage("preprocess", "components.preprocess", PREPROCESS, ("data",), ("ingest", "validate"), _preprocess),
     Stage("tune", "components.tune", HYPERPARAMETERS, ("pipeline", "model", "train", "tune"), ("preprocess",), _tune),
     Stage("train", "components.train", MODEL, ("pipeline", "model", "train"), ("preprocess", "tune"), _train),
     Stage("evaluate", "components.evaluate", EVALUATION, ("evaluate",), ("train", "ingest"), _evaluate),
