@@ -15,13 +15,12 @@ the class of the deterministic pass.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from studies.common import Study, fit, load_images, log_final, log_learning_curves
-from studies.report import Claim, Findings, pyplot, save_figure
+from studies.report import Condition, Findings, Rule, pyplot, save_figure
 
 TITLE = "Dropout reduces overfitting (Srivastava et al. 2014)"
 
@@ -54,9 +53,10 @@ def run(study: Study) -> Findings:
     rows = [_train_rate(study, data, rate) for rate in settings.rates]
     figure = _plot(study, rows)
     return Findings(
-        results={"dataset": data.source, "rates": rows},
-        claims=_claims(settings, {row["rate"]: row for row in rows}),
+        results={"rates": rows},
+        measures=_measures(settings, {row["rate"]: row for row in rows}),
         body=_body(settings, data.source, rows),
+        data=data.source,
         figures=[figure],
     )
 
@@ -117,50 +117,59 @@ def _monte_carlo(model, data, passes: int) -> dict[str, float]:
     }
 
 
-def _claims(settings: Settings, by_rate: dict[float, dict]) -> list[Claim]:
+def _measures(settings: Settings, by_rate: dict[float, dict]) -> dict[str, float]:
+    measures = {}
+    for rate, row in by_rate.items():
+        for key in ("train_accuracy", "val_accuracy", "accuracy_gap", "train_loss", "val_loss", "loss_gap",
+                    "mc_agreement"):
+            if key in row:
+                measures[f"{key}, rate {rate:g}"] = row[key]
+        measures[f"val error %, rate {rate:g}"] = 100 * (1 - row["val_accuracy"])
     none, moderate, high = by_rate[0.0], by_rate[settings.moderate_rate], by_rate[settings.high_rate]
     rate = f"{settings.moderate_rate:g}"
-    noise = _difference_standard_error(none["val_accuracy"], moderate["val_accuracy"], settings.num_val)
+    measures |= {
+        f"accuracy gap, none minus {rate}": none["accuracy_gap"] - moderate["accuracy_gap"],
+        f"loss gap, none minus {rate}": none["loss_gap"] - moderate["loss_gap"],
+        f"val error % points, none minus {rate}": 100 * (moderate["val_accuracy"] - none["val_accuracy"]),
+        f"train accuracy, min(none, {rate}) minus {settings.high_rate:g}": (
+            min(none["train_accuracy"], moderate["train_accuracy"]) - high["train_accuracy"]),
+    }
+    return measures
+
+
+def rules(settings: Settings) -> list[Rule]:
+    rate, high = f"{settings.moderate_rate:g}", f"{settings.high_rate:g}"
     return [
-        Claim(
+        Rule(
             name="dropout reduces overfitting",
             paper="dropout prevents overfitting: training and test performance stay closer together",
-            measured=f"train-val accuracy gap {none['accuracy_gap']:.3f} without dropout vs "
-                     f"{moderate['accuracy_gap']:.3f} at rate {rate}; val-train loss gap "
-                     f"{none['loss_gap']:.3f} vs {moderate['loss_gap']:.3f} (val loss {none['val_loss']:.3f} "
-                     f"vs {moderate['val_loss']:.3f})",
-            held=moderate["accuracy_gap"] < none["accuracy_gap"] and moderate["loss_gap"] < none["loss_gap"],
+            conditions=(Condition(f"accuracy gap, none minus {rate}", ">", 0.0),
+                        Condition(f"loss gap, none minus {rate}", ">", 0.0)),
+            context=("accuracy_gap, rate 0", f"accuracy_gap, rate {rate}", "loss_gap, rate 0",
+                     f"loss_gap, rate {rate}"),
+            note="gaps: train minus val accuracy, val minus train loss",
         ),
-        Claim(
+        Rule(
             name="dropout lowers the error on held-out data",
             paper="MNIST test error 1.60% without dropout, ~1.25% with (accuracy 98.40% vs ~98.75%)",
-            measured=f"validation error {1 - none['val_accuracy']:.2%} without vs "
-                     f"{1 - moderate['val_accuracy']:.2%} at rate {rate}; a difference under "
-                     f"{noise:.2%} (one standard error) counts as noise",
-            held=moderate["val_accuracy"] - none["val_accuracy"] > noise,
+            conditions=(Condition(f"val error % points, none minus {rate}", ">", 0.0),),
+            context=("val error %, rate 0", f"val error %, rate {rate}"),
+            note=f"{settings.num_train} training images; the paper's regime is the dropout_regime study",
         ),
-        Claim(
+        Rule(
             name="too much dropout underfits",
             paper="retaining too few units (p small) raises training and test error",
-            measured=f"training accuracy {high['train_accuracy']:.3f} at rate {settings.high_rate:g} vs "
-                     f"{none['train_accuracy']:.3f} without dropout and {moderate['train_accuracy']:.3f} "
-                     f"at rate {rate}",
-            held=high["train_accuracy"] < min(none["train_accuracy"], moderate["train_accuracy"]),
+            conditions=(Condition(f"train accuracy, min(none, {rate}) minus {high}", ">", 0.0),),
+            context=("train_accuracy, rate 0", f"train_accuracy, rate {rate}", f"train_accuracy, rate {high}"),
         ),
-        Claim(
+        Rule(
             name="one scaled deterministic pass stands in for the average of thinned nets",
             paper="Monte-Carlo averaging over ~50 sampled nets matches the weight-scaling pass",
-            measured=f"MC average over {settings.mc_passes} passes agrees with the deterministic pass on "
-                     f"{moderate['mc_agreement']:.1%} of validation images at rate {rate} "
-                     f"(MC accuracy {moderate['mc_val_accuracy']:.3f} vs {moderate['val_accuracy']:.3f})",
-            held=moderate["mc_agreement"] >= 0.95,
+            conditions=(Condition(f"mc_agreement, rate {rate}", ">", 0.95),),
+            note=f"fraction of validation images where the class of the MC average over {settings.mc_passes} "
+                 "passes is the deterministic pass's",
         ),
     ]
-
-
-def _difference_standard_error(first: float, second: float, count: int) -> float:
-    """Standard error of the difference of two accuracies, each measured on `count` images."""
-    return math.sqrt((first * (1 - first) + second * (1 - second)) / count)
 
 
 def _body(settings: Settings, source: str, rows: list[dict]) -> str:

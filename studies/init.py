@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from studies.common import Study, fit, load_images, log_final
-from studies.report import Claim, Findings, pyplot, save_figure
+from studies.report import Condition, Findings, Rule, pyplot, save_figure
 
 TITLE = "Batch normalization frees training from careful initialisation (Ioffe & Szegedy 2015)"
 
@@ -64,9 +64,10 @@ def run(study: Study) -> Findings:
     summary = [_summarise(settings, rows, epsilon) for epsilon in variants]
     figure = _plot(study, rows, variants)
     return Findings(
-        results={"dataset": data.source, "cells": rows, "summary": summary},
-        claims=[_claim(settings, summary)],
+        results={"cells": rows, "summary": summary},
+        measures=_measures(rows, summary),
         body=_body(settings, data.source, rows, summary, variants),
+        data=data.source,
         figures=[figure],
     )
 
@@ -115,19 +116,26 @@ def _summarise(settings: Settings, rows: list[dict], epsilon: float | None) -> d
     return {"variant": label, "scales_learned": len(learned), "scales": len(mine), "learned_stds": learned}
 
 
-def _claim(settings: Settings, summary: list[dict]) -> Claim:
-    plain, headline, *others = summary
-    held = headline["scales_learned"] > plain["scales_learned"]
-    also = "".join(f"; {other['variant']}: {other['scales_learned']}/{other['scales']}" for other in others)
-    return Claim(
+def _measures(rows: list[dict], summary: list[dict]) -> dict[str, float]:
+    plain, headline, *_ = summary
+    measures = {f"scales learned, {entry['variant']}": entry["scales_learned"] for entry in summary}
+    measures[f"scales learned, {headline['variant']} minus no BN"] = (
+        headline["scales_learned"] - plain["scales_learned"])
+    for row in rows:
+        measures[f"train accuracy, {row['variant']}, std {row['init_std']:.2e}"] = row["final_train_accuracy"]
+    return measures
+
+
+def rules(settings: Settings) -> list[Rule]:
+    headline = variant_label(settings.bn_epsilons[0])
+    return [Rule(
         name="BN frees training from careful initialisation",
         paper="without BN badly scaled weights stop learning; with BN training works across a wide "
               "range of scales (classic demo: 16 stds from 1 to 1e-4)",
-        measured=f"{plain['scales_learned']}/{plain['scales']} scales learned without BN vs "
-                 f"{headline['scales_learned']}/{headline['scales']} with BN "
-                 f"({headline['variant']}; learned = training accuracy >= {settings.learned_accuracy:.0%}){also}",
-        held=held,
-    )
+        conditions=(Condition(f"scales learned, {headline} minus no BN", ">", 0.0),),
+        context=("scales learned, no BN", *(f"scales learned, {variant_label(e)}" for e in settings.bn_epsilons)),
+        note=f"of {settings.num_scales} scales; learned = training accuracy >= {settings.learned_accuracy:.0%}",
+    )]
 
 
 def _body(settings: Settings, source: str, rows: list[dict], summary: list[dict],
