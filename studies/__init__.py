@@ -26,7 +26,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-STUDIES = ("batchnorm", "init", "dropout", "cells", "attention")
+STUDIES = ("batchnorm", "init", "dropout", "dropout_regime", "cells", "attention", "optimizers", "whitening")
 ALL = "all"  # runs every study in STUDIES order
 FULL_SEEDS = 3  # seeds of a full-size study unless told otherwise
 QUICK_SEEDS = 1  # seeds of a quick study unless told otherwise
