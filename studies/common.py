@@ -14,6 +14,7 @@ child runs only.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import sys
 import tempfile
@@ -191,15 +192,15 @@ class ImageData:
 def load_images(*, num_train: int, num_val: int, data_dir: str | None) -> ImageData:
     """fashion_mnist: train[:num_train] to train on, the last num_val of train to validate.
 
-    fashion_mnist is looked up in `data_dir`, then in TFDS's own default (TFDS_DATA_DIR when set,
-    as the Makefile and the tests set it). Where neither holds it, the project's `digits` (8x8,
+    fashion_mnist is looked up in `data_dir`, then in TFDS_DATA_DIR (the Makefile and the tests set
+    it), then in TFDS's own default. Where neither holds it, the project's `digits` (8x8,
     prepared locally) stands in, validated on its test split, and the source says so.
     """
     candidate = fashion_mnist_dir(data_dir)
     if candidate is None:
         x_train, y_train = load_split("digits", f"train[:{num_train}]", data_dir=data_dir)
         x_val, y_val = load_split("digits", f"test[:{num_val}]", data_dir=data_dir)
-        source = ("FALLBACK: fashion_mnist was not prepared in the given data_dir nor in TFDS's default; "
+        source = ("FALLBACK: fashion_mnist was not prepared in the given data_dir, TFDS_DATA_DIR or TFDS's default; "
                   f"used the project's `digits` (8x8) instead, train[:{num_train}], test[:{num_val}]")
         return _image_data("digits", source, x_train, y_train, x_val, y_val)
     available = _fashion_mnist_builder(candidate).info.splits["train"].num_examples
@@ -216,11 +217,12 @@ def load_images(*, num_train: int, num_val: int, data_dir: str | None) -> ImageD
 
 
 def fashion_mnist_dir(data_dir: str | None) -> str | None:
-    """The data_dir holding a prepared fashion_mnist: `data_dir`, else "" for TFDS's default; None if neither.
+    """The data_dir holding a prepared fashion_mnist: `data_dir`, TFDS_DATA_DIR, else "" (TFDS's default).
 
-    TFDS's default is TFDS_DATA_DIR when that is set, else ~/tensorflow_datasets.
+    None where none holds it. TFDS_DATA_DIR is read here, when the study runs, because TFDS reads it
+    only once, when it is first imported.
     """
-    for candidate in dict.fromkeys([data_dir or "", ""]):
+    for candidate in dict.fromkeys([data_dir or "", os.environ.get("TFDS_DATA_DIR", ""), ""]):
         if _fashion_mnist_builder(candidate).is_prepared():
             return candidate
     return None
