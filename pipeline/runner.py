@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from pipeline import artifacts, console, tracking
+from pipeline import artifacts, console, system_metrics, tracking
 from pipeline.config import Config, ConfigError, flatten
 from pipeline.fingerprint import fingerprint
 from pipeline.names import (
@@ -179,42 +179,6 @@ def import_tensorflow_quietly(verbose: int) -> None:
         os.close(saved)
 
 
-# The stages worth watching on the System metrics tab: the ones that train, search or predict.
-SAMPLED_STAGES = ("tune", "train", "evaluate")
-SYSTEM_METRICS_PREFIX = "system/"  # MLflow's sampler names its metrics system/cpu_utilization_percentage, ...
-
-
-@contextmanager
-def _system_metrics(config: Config, stage: str, run_id: str, verbose: int) -> Iterator[None]:
-    """MLflow's own system-metrics sampler (CPU, memory, disk, network; GPU where present) on a stage run.
-
-    MLflow drops the samples of an unfinished interval when a run ends, so a stage shorter than one
-    interval would show an empty System metrics tab: the sample pending at the end and one closing
-    sample are logged too. MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL, where set, wins over the config.
-    """
-    if not config.tracking.system_metrics or stage not in SAMPLED_STAGES:
-        yield
-        return
-    import logging
-
-    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-
-    # The sampler reports its start and stop (and a missing GPU) at INFO on stderr; that is for --verbose.
-    logging.getLogger("mlflow.system_metrics").setLevel(logging.INFO if verbose >= 2 else logging.WARNING)
-    monitor = SystemMetricsMonitor(run_id, sampling_interval=config.tracking.system_metrics_interval_s)
-    monitor.start()
-    try:
-        yield
-    finally:
-        monitor.finish()
-        pending = monitor.aggregate_metrics()
-        if pending:
-            monitor.publish_metrics(pending)
-        monitor.collect_metrics()
-        monitor.publish_metrics(monitor.aggregate_metrics())
-        monitor.mlflow_logger.flush()
-
-
 def _run_stage(step: Planned, config: Config, options: Options, inputs: dict[str, artifacts.Artifact],
                run_id: str) -> artifacts.Artifact:
     import_tensorflow_quietly(options.verbose)
@@ -245,7 +209,7 @@ def _execute(config: Config, options: Options, steps: list[Planned], client, par
                 **tracking.process_tags("stage")}
         # Not a `with` block: MLflow's context manager would end the run FAILED on Ctrl-C; run_pipeline
         # ends every active run with the right status (FAILED or KILLED) when a stage raises.
-        # System metrics come from _system_metrics below, not from MLflow's switch for every run.
+        # System metrics come from system_metrics.sampled below, not from MLflow's switch for every run.
         run = mlflow.start_run(run_name=name, nested=True, tags=tags, log_system_metrics=False)
         tracking.log_params(flatten_sections(config, step.stage.sections))
         if step.cached is None:
@@ -254,7 +218,7 @@ def _execute(config: Config, options: Options, steps: list[Planned], client, par
                 if sealed is not None:  # another process finished it while we waited for the lock
                     step.cached, step.cached_run_id = sealed, sealed.producer_run_id
                 else:
-                    with _system_metrics(config, name, run.info.run_id, options.verbose):
+                    with system_metrics.sampled(config, name, run.info.run_id, options.verbose):
                         done[name] = _run_stage(step, config, options, done, run.info.run_id)
         if step.cached is not None:
             done[name] = step.cached
@@ -280,7 +244,7 @@ def _copy_metrics(client, source_run_id: str | None, target_run_id: str) -> None
     if not source_run_id:
         return
     metrics = {k: v for k, v in client.get_run(source_run_id).data.metrics.items()
-               if not k.startswith(SYSTEM_METRICS_PREFIX)}
+               if not k.startswith(system_metrics.PREFIX)}
     if metrics:
         from mlflow.entities import Metric
 

@@ -16,7 +16,7 @@ import pytest
 
 from pipeline import graph
 from pipeline.names import STAGES, TAG_FINGERPRINT, TAG_KIND, TAG_STAGE
-from pipeline.runner import SAMPLED_STAGES, SYSTEM_METRICS_PREFIX
+from pipeline.system_metrics import PREFIX as SYSTEM_METRICS_PREFIX, SAMPLED_STAGES
 
 # The reliability suite's diverging model (tests/reliability/test_failures.py): large initial weights and SGD
 # steps of 10 overflow the loss within an epoch, so train fails after four computed stages.
