@@ -1,23 +1,27 @@
 """Reproductions of the classic deep-learning claims, measured through the project's own code.
 
-`run_study(name, quick=...)` runs one study (or "all"), logs one MLflow parent
-run per study in the experiment "studies" with one nested run per grid cell,
-and writes `reports/<study>.md` and `reports/<study>.json` (plus PNG figures).
-Nothing here imports TensorFlow until a study runs. `python -m studies NAME
-[--quick]` does the same from a shell.
+`run_study(name, quick=..., seeds=...)` runs one study (or "all") once per seed.
+Each study logs one MLflow parent run in the experiment "studies", a child run per
+seed and, under each, a run per grid cell; it writes `reports/<study>.md` and
+`reports/<study>.json` (plus PNG figures of the first seed), where every figure is
+the mean over seeds with a 95% t-interval and the per-seed values, and every claim
+is judged on those intervals (see studies.report). Nothing here imports
+TensorFlow until a study runs. `python -m studies NAME [--quick] [--seeds N]` does
+the same from a shell, as does `pipeline study`.
 
-Sizes (each module's QUICK and FULL settings), measured on the project's
-2-core CPU machine while other jobs shared it; times are whole processes:
+| study | grid |
+| --- | --- |
+| batchnorm | 3x100 sigmoid MLP +-BN, Glorot and N(0, 0.01^2) init |
+| init | 5x100 ReLU MLP, 16 weight stds, no BN / BN eps 1e-6 / 1e-3 |
+| dropout | 2x512 ReLU MLP on 1,000 images, 5 dropout rates |
+| dropout_regime | the paper's MNIST recipe (all images, input and hidden dropout, max-norm), scaled |
+| cells | SimpleRNN/LSTM/GRU on the adding problem, T = 50, 100, 200 |
+| attention | GRU encoder-decoder reversing digit strings, +-attention |
+| optimizers | SGD, momentum, Nesterov, Adam over learning rates: MLP and a kappa-1000 quadratic |
+| whitening | no normalisation vs BN vs ZCA whitening (DBN); seconds per step at widths 64-512 |
 
-| study | grid | quick | full |
-| --- | --- | --- | --- |
-| batchnorm | 3x100 sigmoid MLP +-BN, Glorot and N(0, 0.01^2) init | 24 s | 148 s |
-| init | 5x100 ReLU MLP, 16 weight stds, no BN / BN eps 1e-6 / 1e-3 | 46 s | 201 s |
-| dropout | 2x512 ReLU MLP on 1,000 images, 5 dropout rates | 45 s | 232 s |
-| cells | SimpleRNN/LSTM/GRU on the adding problem, T = 50, 100, 200 | 44 s | 569 s |
-| attention | GRU encoder-decoder reversing digit strings, +-attention | 44 s | 565 s |
-
-Quick sizes use fewer cells, examples and epochs (see QUICK in each module).
+Quick sizes use fewer cells, examples and epochs (see QUICK in each module) and one
+seed; full sizes use three. Times per study are in the README's studies section.
 """
 
 from __future__ import annotations
