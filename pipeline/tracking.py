@@ -76,6 +76,10 @@ def setup(experiment: str):
     import mlflow
 
     uri = tracking_uri()
+    # Against a tracking server MLflow prints a link on stdout for every run it ends (each stage, each trial),
+    # and the link carries any user:password the URI holds. The pipeline prints its run ids and the store,
+    # redacted, itself.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     mlflow.set_tracking_uri(uri)
     # Two pipelines starting on a new SQLite store would both create its tables; one waits for the other.
     with _store_lock():
@@ -107,9 +111,8 @@ def _ensure_experiment(client, experiment: str) -> str:
             client.restore_experiment(found.experiment_id)
         mlflow.set_experiment(experiment_id=found.experiment_id)
         return found.experiment_id
-    artifacts = (store_dir() / "artifacts").resolve().as_uri()
     try:
-        experiment_id = client.create_experiment(experiment, artifact_location=f"{artifacts}/{experiment}")
+        experiment_id = client.create_experiment(experiment, artifact_location=_artifact_location(experiment))
     except Exception:
         # Another pipeline created it between our lookup and create.
         found = client.get_experiment_by_name(experiment)
@@ -118,6 +121,22 @@ def _ensure_experiment(client, experiment: str) -> str:
         experiment_id = found.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+def is_server(uri: str) -> bool:
+    """Whether the tracking store is an MLflow tracking server (reached over HTTP) rather than a database."""
+    return urlsplit(uri).scheme in ("http", "https")
+
+
+def _artifact_location(experiment: str) -> str | None:
+    """Where a new experiment's MLflow artifacts go: beside a local store, or wherever a server says.
+
+    A tracking server started with `--artifacts-destination` proxies artifacts over HTTP; a local
+    path chosen here would bypass it and be unreadable from every other machine.
+    """
+    if is_server(tracking_uri()):
+        return None
+    return f"{(store_dir() / 'artifacts').resolve().as_uri()}/{experiment}"
 
 
 def process_tags(kind: str) -> dict[str, str]:
