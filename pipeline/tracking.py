@@ -14,7 +14,7 @@ import socket
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pipeline.names import TAG_KIND, TAG_PID
 
@@ -39,11 +39,33 @@ def _sqlite_path(uri: str) -> Path | None:
 
 
 def tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI if set, else the project's SQLite store, with a lock timeout added."""
+    """MLFLOW_TRACKING_URI if set, else the project's SQLite store, with a lock timeout added.
+
+    A server URI's user:password moves into MLflow's own credential variables (where those are empty):
+    MLflow puts the URI into the links it prints and the errors it raises, so credentials left in it
+    would reach the terminal whenever the server is unreachable.
+    """
     uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_home() / 'mlruns' / 'mlflow.db'}"
     if uri.startswith("sqlite:///") and "timeout=" not in uri:
         uri += ("&" if "?" in uri else "?") + f"timeout={SQLITE_TIMEOUT_S}"
+    if is_server(uri):
+        uri = _move_credentials(uri)
     return uri
+
+
+def _move_credentials(uri: str) -> str:
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    for variable, value in (("MLFLOW_TRACKING_USERNAME", parts.username), ("MLFLOW_TRACKING_PASSWORD", parts.password)):
+        if not os.environ.get(variable):
+            os.environ[variable] = unquote(value or "")
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    if parts.port:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def store_dir() -> Path:

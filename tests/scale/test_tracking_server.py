@@ -109,19 +109,31 @@ def test_pipeline_show_predict_and_registry_over_http(server_store, tracking_ser
     assert np.allclose([[row[i] for i in range(local.shape[1])] for row in by_index], local, atol=1e-5)
 
     # The same command again finds every stage cached on the server. This time the credentials ride in the
-    # URI (user:password@host), which requests accepts: the pipeline must still print it redacted.
+    # URI (user:password@host): the pipeline hands them to MLflow's variables and names the server without them.
     netloc = f"{tracking_server.username}:{tracking_server.password}@{urlsplit(tracking_server.uri).netloc}"
     in_uri = {"MLFLOW_TRACKING_URI": f"http://{netloc}", "MLFLOW_TRACKING_USERNAME": "",
               "MLFLOW_TRACKING_PASSWORD": ""}
     again = server_store.cli("run", *SMALL[:-1], "--set", f"pipeline.name={name}", extra_env=in_uri)
     assert again.returncode == 0, again.stderr[-4000:]
-    assert "***@" in again.stdout + again.stderr  # the run's header names the store, redacted
+    assert f"({tracking_server.uri})" in again.stdout + again.stderr  # the run's header names the store
     (latest, _) = sorted(_runs(client, name, "pipeline"), key=lambda r: -r.info.start_time)
     cached = [r for r in _runs(client, name, "stage") if r.data.tags.get("mlflow.parentRunId") == latest.info.run_id]
     assert len(cached) == len(STAGES) and all(r.data.tags.get(TAG_CACHED) == "true" for r in cached)
 
     _assert_no_credentials(tracking_server, [run.stdout, run.stderr, show.stdout, show.stderr, predict.stdout,
                                              predict.stderr, again.stdout, again.stderr], client, name)
+
+
+def test_credentials_in_the_uri_stay_out_of_errors_when_the_server_is_unreachable(store, loopback_port):
+    """MLflow names the URI in its connection errors; credentials written into it must not ride along."""
+    password = "not-shown-anywhere"
+    unreachable = {"MLFLOW_TRACKING_URI": f"http://someone:{password}@127.0.0.1:{loopback_port}",
+                   "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}  # no port listens there: fail at once
+    result = store.cli("show", extra_env=unreachable, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"127.0.0.1:{loopback_port}" in output  # the error does name the server it could not reach
+    assert password not in output and not CREDENTIALS_IN_URL.search(output)
 
 
 def test_a_chief_and_two_tuning_workers_share_the_server(server_store, tracking_server, server_client,
