@@ -9,7 +9,7 @@ from pathlib import Path
 
 from benchmarks import machine, report
 from benchmarks.runs import Workspace
-from benchmarks.suite import Settings, run_all
+from benchmarks.suite import GROUPS, Settings, run_all
 
 HERE = Path(__file__).resolve().parent
 
@@ -21,7 +21,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true",
                         help="smaller and fewer: default pipeline without tuning, 6,000 fashion_mnist examples")
     parser.add_argument("--shared-tfds", type=Path, default=None, metavar="DIR",
-                        help="TFDS data_dir holding fashion_mnist (default: ../shared/tfds from the repository)")
+                        help="TFDS data_dir holding fashion_mnist prepared (default: TFDS_DATA_DIR, as `make bench` "
+                             "sets it)")
+    parser.add_argument("--only", default="", metavar="GROUPS",
+                        help=f"comma-separated subset of {','.join(GROUPS)} (the pipelines they need run too); "
+                             "results then go to results/partial.json and results/RESULTS-partial.md")
     parser.add_argument("--fashion-examples", type=int, default=None, metavar="N",
                         help="data.max_examples of the fashion_mnist run that feeds the training benchmarks "
                              "(default: all; 3000 with --quick)")
@@ -44,10 +48,14 @@ def main(argv: list[str] | None = None) -> int:
                              ("--fashion-epochs", args.fashion_epochs, 1)):
         if value is not None and value < low:
             _parser().error(f"{flag} must be >= {low}, got {value}")
+    only = {group for group in args.only.split(",") if group}
+    if only - set(GROUPS):
+        _parser().error(f"--only takes {', '.join(GROUPS)}, got {', '.join(sorted(only - set(GROUPS)))}")
     settings = Settings.make(args.repeats, args.quick, args.shared_tfds, args.profile, args.fashion_examples,
                              args.fashion_epochs)
     if not (settings.shared_tfds / "fashion_mnist").is_dir():
-        _parser().error(f"{settings.shared_tfds} holds no prepared fashion_mnist; pass --shared-tfds DIR")
+        _parser().error(f"{settings.shared_tfds} holds no prepared fashion_mnist; pass --shared-tfds DIR "
+                        "or set TFDS_DATA_DIR")
     command = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
     described = machine.describe()
     print(f"machine: {machine.summary_line(described)}; load {described['load_at_start']}", flush=True)
@@ -58,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.perf_counter() - started:6.0f} s] {text}", flush=True)
 
     try:
-        results = run_all(workspace, settings, progress)
+        results = run_all(workspace, settings, progress, only or set(GROUPS))
     finally:
         workspace.close()
         if args.keep:
@@ -69,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     print(report.text_tables(results))
     print(f"\nload average at start {described['load_at_start']}, at end {described['load_at_end']}; "
           f"{described['benchmark_seconds']:.0f} s in all")
-    results_file = args.results or HERE / "results" / ("latest-quick.json" if args.quick else "latest.json")
-    markdown = args.markdown or (HERE / "results" / "RESULTS-quick.md" if args.quick else HERE / "RESULTS.md")
+    kind = "partial" if only else "quick" if args.quick else ""
+    results_file = args.results or HERE / "results" / (f"{kind}.json" if kind == "partial" else
+                                                       "latest-quick.json" if kind else "latest.json")
+    markdown = args.markdown or (HERE / "results" / f"RESULTS-{kind}.md" if kind else HERE / "RESULTS.md")
     report.write_json(results_file, described, settings, results, command.strip())
     report.write_markdown(markdown, described, settings, results, command.strip())
     print(f"wrote {results_file} and {markdown}")

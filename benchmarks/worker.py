@@ -11,8 +11,10 @@ Tasks:
   nested MLflow run, on the transformed split of a finished pipeline run.
 - train-plain: the same model (same `build_model` kwargs, optimizer, arrays,
   epochs, batch size) in a plain Keras script: build, fit, save.
-- input-pipeline: steps/s of fit on `components.data.training_batches` against the
-  same model fed from batches already held as in-memory tensors.
+- input-pipeline: steps/s of fit on the train stage's feed (`components.data.training_stream`
+  over the Transform shards) against the same model fed from batches already held as
+  in-memory tensors.
+- prepare: prepare one of the project's TFDS builders (outside any measurement).
 - tracking: the time of short fits with and without
   `components.trial_tracking.epoch_logger`, alternating.
 """
@@ -148,7 +150,8 @@ def train_stage(request: dict[str, Any]) -> dict[str, Any]:
 def train_plain(request: dict[str, Any]) -> dict[str, Any]:
     """What a Keras user would write by hand: load arrays, build, compile, fit, save."""
     import keras  # noqa: F401
-    import numpy as np
+
+    from components.data import load_arrays
 
     config = _config(request)
     transform, hyperparameters = _artifacts(request)
@@ -158,10 +161,8 @@ def train_plain(request: dict[str, Any]) -> dict[str, Any]:
     batch_size = int(train_kwargs["batch_size"])
 
     started, cpu = time.perf_counter(), time.process_time()
-    with np.load(transform.file("train.npz")) as data:
-        x_train, y_train = data["x"], data["y"]
-    with np.load(transform.file("validation.npz")) as data:
-        x_val, y_val = data["x"], data["y"]
+    x_train, y_train = load_arrays(transform, "train")
+    x_val, y_val = load_arrays(transform, "validation")
     model = _compiled_model(config, model_kwargs, train_kwargs, inputs, math.ceil(len(x_train) / batch_size))
     fit_started = time.perf_counter()
     history = model.fit(x_train, y_train, batch_size=batch_size, epochs=config.train.epochs,
@@ -173,36 +174,35 @@ def train_plain(request: dict[str, Any]) -> dict[str, Any]:
             "val_accuracy": float(history.history["val_accuracy"][-1])}
 
 
-def _slice(x, y, limit: int):
-    return (x[:limit], y[:limit]) if limit else (x, y)
-
-
 def input_pipeline(request: dict[str, Any]) -> dict[str, Any]:
     """Steps/s of one model fed by each feed, alternating short fits (drift hits both alike).
 
-    A fit of a few epochs, not one epoch, is the unit: `training_batches` is set up once per fit (as in
-    the train stage) and the baseline's batches are re-read every epoch. Each feed first runs one
-    untimed fit (tracing).
+    "shards" is what the train stage reads: the Transform artifact's shards streamed through
+    `training_stream` (shuffle buffer, parse, prefetch), set up once per fit. "tensors" is the fastest
+    in-memory feed: the same examples as whole batches of constant tensors, prefetched. A fit of a few
+    epochs is the unit; each feed first runs one untimed fit (tracing).
     """
     import keras
     import tensorflow as tf
 
-    from components.data import load_arrays, training_batches
+    from components.data import load_arrays, training_stream
 
     config = _config(request)
     transform, hyperparameters = _artifacts(request)
     model_kwargs, train_kwargs, inputs = _model_arguments(config, transform, hyperparameters)
     batch_size = int(train_kwargs["batch_size"])
     epochs = int(request.get("epochs_per_fit", 2))
-    x, y = _slice(*load_arrays(transform, "train"), request.get("limit", 0))
+    x, y = load_arrays(transform, "train", limit=request.get("limit", 0))
     full = len(x) // batch_size
     in_memory = (tf.constant(x[: full * batch_size].reshape(full, batch_size, *x.shape[1:])),
                  tf.constant(y[: full * batch_size].reshape(full, batch_size)))
+    stream, _ = training_stream(transform, batch_size=batch_size, seed=config.pipeline.seed,
+                                shuffle_buffer=config.train.shuffle_buffer)
     feeds = {
-        "tfdata": training_batches(x, y, batch_size=batch_size, seed=config.pipeline.seed),
+        "shards": (stream, full),  # as many steps per epoch as the baseline: same work per fit
         "tensors": (tf.data.Dataset.from_tensor_slices(in_memory).prefetch(tf.data.AUTOTUNE), full),
     }
-    model = _compiled_model(config, model_kwargs, train_kwargs, inputs, feeds["tfdata"][1])
+    model = _compiled_model(config, model_kwargs, train_kwargs, inputs, full)
 
     def fit(name: str) -> tuple[float, float]:
         dataset, steps = feeds[name]
@@ -221,8 +221,8 @@ def input_pipeline(request: dict[str, Any]) -> dict[str, Any]:
             this[name] = fit(name)
             rates[name].append(this[name][0])
             cpu_rates[name].append(this[name][1])
-        ratios.append(this["tfdata"][0] / this["tensors"][0])
-        cpu_ratios.append(this["tfdata"][1] / this["tensors"][1])
+        ratios.append(this["shards"][0] / this["tensors"][0])
+        cpu_ratios.append(this["shards"][1] / this["tensors"][1])
     keras.backend.clear_session()
     return {"ratio": statistics.median(ratios), "ratios": ratios, "cpu_ratio": statistics.median(cpu_ratios),
             "steps_per_s": {name: statistics.median(v) for name, v in rates.items()}, "all_steps_per_s": rates,
@@ -248,8 +248,8 @@ def tracking_overhead(request: dict[str, Any]) -> dict[str, Any]:
     transform, hyperparameters = _artifacts(request)
     model_kwargs, train_kwargs, inputs = _model_arguments(config, transform, hyperparameters)
     batch_size = int(train_kwargs["batch_size"])
-    x, y = _slice(*load_arrays(transform, "train"), request.get("limit", 0))
-    x_val, y_val = _slice(*load_arrays(transform, "validation"), request.get("limit", 0))
+    x, y = load_arrays(transform, "train", limit=request.get("limit", 0))
+    x_val, y_val = load_arrays(transform, "validation", limit=request.get("limit", 0))
     epochs = int(request["epochs_per_fit"])
     tracking.setup(config.pipeline.name)
     held: list[float] = []  # seconds the logger's own calls hold the training thread, per logged fit
@@ -319,11 +319,24 @@ def _log_call_seconds(metrics: dict[str, float], calls: int = 10) -> dict[str, f
     return {"log_call_sync_s": statistics.median(seconds)}
 
 
+def prepare(request: dict[str, Any]) -> dict[str, Any]:
+    """Prepare a project TFDS builder into TFDS_DATA_DIR, so a measured run only reads it."""
+    import tensorflow_datasets as tfds
+
+    import components.datasets  # noqa: F401  (registers the project's builders)
+
+    started = time.perf_counter()
+    builder = tfds.builder(request["name"])
+    builder.download_and_prepare()
+    return {"seconds": time.perf_counter() - started, "examples": {k: v.num_examples for k, v in builder.info.splits.items()}}
+
+
 TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "train-stage": train_stage,
     "train-plain": train_plain,
     "input-pipeline": input_pipeline,
     "tracking": tracking_overhead,
+    "prepare": prepare,
 }
 
 

@@ -65,6 +65,23 @@ def evaluation_stream(transform: Artifact, split: str, *, batch_size: int):
     return records.dataset(paths, columns, batch_size=size).map(_pairs), math.ceil(count / size)
 
 
+def load_arrays(transform: Artifact, split: str, *, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A transformed split (or its first `limit` examples) as in-memory arrays (x, y).
+
+    For the benchmarks' in-memory baselines and small data only: the stages stream the shards.
+    """
+    paths, columns, count = _split(transform, split)
+    wanted = min(limit, count) if limit else count
+    xs, ys, held = [], [], 0
+    for batch in records.iterate(paths, columns, batch_size=4096):
+        xs.append(batch[FEATURE])
+        ys.append(batch[LABEL])
+        held += len(batch[LABEL])
+        if held >= wanted:
+            break
+    return np.concatenate(xs)[:wanted], np.concatenate(ys)[:wanted]
+
+
 def _check_count(count: int, batch_size: int) -> int:
     if count == 0:
         raise ValueError("a dataset needs at least one example, got an empty split")

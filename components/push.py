@@ -69,8 +69,11 @@ def run(model: Artifact, evaluation: Artifact, config: Config, out: Path) -> dic
         "pipeline.train_fingerprint": model.fingerprint,
         "pipeline.data_fingerprint": evaluation.inputs.get("ingest", ""),
         "pipeline.hyperparameters": json.dumps(model.properties.get("hyperparameters", {}), sort_keys=True),
-        "pipeline.test_accuracy": str(evaluation.properties.get("metrics", {}).get("accuracy", "")),
     }
+    metrics = evaluation.properties.get("metrics", {})
+    for name in ("accuracy", "mae", "r2"):  # classification's figure, or regression's
+        if name in metrics:
+            tags[f"pipeline.test_{name}"] = str(metrics[name])
     version = _registered(client, name, model.fingerprint) or mlflow.register_model(
         model.properties["model_uri"], name, tags=tags)
     client.set_registered_model_alias(name, ALIAS_CHAMPION, version.version)

@@ -197,7 +197,7 @@ def _search(transform: Artifact, config: Config, directory: Path, *, verbose: in
         callbacks.append(keras.callbacks.EarlyStopping(monitor=objective, patience=config.tune.early_stopping_patience,
                                                        mode="max" if objective == "val_accuracy" else "min"))
     tuner.search(batches, steps_per_epoch=steps, validation_data=validation, validation_steps=validation_steps,
-                 epochs=config.tune.max_epochs,
+                 epochs=config.tune.max_epochs, shuffle=False,  # the stream is shuffled
                  callbacks=callbacks, verbose=1 if verbose >= 2 else 0)
     return tuner
 

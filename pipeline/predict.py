@@ -1,4 +1,4 @@
-"""`pipeline predict`: call a trained model on image files, text lines or a JSON array.
+"""`pipeline predict`: call a trained model on image files, text lines, a JSON array or JSON records.
 
 The model is the registered champion (default), a registered version number, or
 a path to a `.keras` file. Inputs are raw, as the exported model takes them: its
@@ -73,6 +73,36 @@ def _image(path: Path, shape: tuple[int, ...], raw_max: float | None) -> np.ndar
     return pixels
 
 
+_COLUMN_DTYPES = {"numeric": np.float32, "integer_categorical": np.int64, "string_categorical": object}
+
+
+def read_records(items: list[str], columns: dict[str, str]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Tabular inputs: a JSON object or a JSON array of objects (inline or in a .json file), one key per column."""
+    text = " ".join(items)
+    if len(items) == 1 and items[0].endswith(".json"):
+        text = Path(items[0]).read_text()
+    try:
+        rows = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"the model takes records of named columns: give a JSON object or array of objects "
+                          f"with keys {', '.join(columns)} ({exc})") from None
+    rows = [rows] if isinstance(rows, dict) else rows
+    if not isinstance(rows, list) or not rows or not all(isinstance(row, dict) for row in rows):
+        raise ConfigError(f"the model takes records of named columns: give a JSON object or array of objects "
+                          f"with keys {', '.join(columns)}")
+    for index, row in enumerate(rows):
+        missing = sorted(set(columns) - set(row))
+        if missing:
+            raise ConfigError(f"record #{index} lacks column(s) {', '.join(missing)}; every record needs "
+                              f"{', '.join(columns)}")
+    arrays = {}
+    for name, kind in columns.items():
+        values = [row[name] for row in rows]
+        arrays[name] = np.array([str(v) for v in values], dtype=object) if kind == "string_categorical" \
+            else np.asarray(values, dtype=_COLUMN_DTYPES[kind])
+    return arrays, [f"#{i}" for i in range(len(rows))]
+
+
 def read_inputs(items: list[str], shape: tuple[int, ...], dtype: str,
                 raw_max: float | None = None) -> tuple[np.ndarray, list[str]]:
     """Raw model inputs and a label per input for the printout."""
@@ -98,9 +128,14 @@ def read_inputs(items: list[str], shape: tuple[int, ...], dtype: str,
 
 def predict(items: list[str], model: str, name: str, top: int) -> list[dict[str, Any]]:
     keras_model, class_names, input_info = load(model, name)
-    spec = keras_model.inputs[0]
-    inputs, labels = read_inputs(items, tuple(spec.shape[1:]), str(spec.dtype), input_info.get("raw_max"))
+    if input_info.get("kind") == "tabular":
+        inputs, labels = read_records(items, input_info["columns"])
+    else:
+        spec = keras_model.inputs[0]
+        inputs, labels = read_inputs(items, tuple(spec.shape[1:]), str(spec.dtype), input_info.get("raw_max"))
     probabilities = np.asarray(keras_model.predict(inputs, verbose=0))
+    if input_info.get("task") == "regression":
+        return [{"input": label, "value": float(row[0])} for label, row in zip(labels, probabilities)]
     results = []
     for label, row in zip(labels, probabilities):
         order = np.argsort(-row)[:top]
@@ -117,6 +152,9 @@ def command(items: list[str], model: str, name: str, top: int, as_json: bool) ->
         sys.stdout.write("\n")
         return 0
     for result in results:
+        if "value" in result:
+            print(f"{result['input']}: {result['value']:.6g}")
+            continue
         best = ", ".join(f"{t['class']} ({t['probability']:.3f})" for t in result["top"])
         print(f"{result['input']}: {best}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ from pipeline.names import SPEC_FILE, TAG_STAGE
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_TFDS = ROOT.parent / "shared" / "tfds"
+# The offline TFDS copies: TFDS_DATA_DIR as the Makefile exports it, else the development copy beside the checkout.
+SHARED_TFDS = Path(os.environ.get("TFDS_DATA_DIR") or ROOT.parent / "shared" / "tfds")
 FASHION = str(ROOT / "pipeline" / "configs" / "fashion_mnist.toml")
 CLINC = str(ROOT / "pipeline" / "configs" / "clinc_oos.toml")
 UP_TO_PREPROCESS = ("--set", "tune.enabled=false", "--set", "data.max_examples=300", "-q")
@@ -53,7 +55,8 @@ def test_download_and_prepare_into_an_empty_data_dir_from_manual_files(store, tm
 
 
 def test_text_pipeline_end_to_end_raw_strings_in_intent_out(store):
-    result = store.cli("run", "--config", CLINC, "--set", "data.max_examples=2000", "--set", "tune.enabled=false",
+    result = store.cli("run", "--config", CLINC, "--set", f"data.data_dir={SHARED_TFDS}",
+                       "--set", "data.max_examples=2000", "--set", "tune.enabled=false",
                        "--set", "train.epochs=4", "--set", "model.attention=dot", "--set", "evaluate.min_accuracy=0",
                        "-q")
     assert result.returncode == 0, result.stderr[-3000:]

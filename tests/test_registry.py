@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import numpy as np
 import pytest
+
+from tests.serving import serve_and_predict
 
 pytestmark = pytest.mark.slow
 
@@ -82,12 +79,6 @@ def test_tf_serving_export_has_a_signature_on_raw_inputs(default_run):
     assert np.allclose(probabilities.numpy().sum(axis=1), 1.0, atol=1e-5)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_mlflow_models_serve_answers_like_the_model_in_process(default_run, tfds_dir):
     import mlflow
     import tensorflow_datasets as tfds
@@ -97,31 +88,7 @@ def test_mlflow_models_serve_answers_like_the_model_in_process(default_run, tfds
     store = default_run.store
     images, _ = tfds.as_numpy(tfds.load("digits", split="test[:16]", data_dir=str(tfds_dir), as_supervised=True,
                                         batch_size=-1))
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/digits@champion", "--env-manager", "local",
-         "--host", "127.0.0.1", "--port", str(port)],
-        env=store.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                assert server.poll() is None, server.stdout.read()[-3000:]
-                time.sleep(1)
-        else:
-            pytest.fail("mlflow models serve did not come up within 180 s")
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations", data=json.dumps({"inputs": images.tolist()}).encode(),
-            headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60) as response:
-            served = np.asarray(json.loads(response.read())["predictions"])
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    served = np.asarray(serve_and_predict("models:/digits@champion", store.env, {"inputs": images.tolist()}))
     mlflow.set_tracking_uri(store.uri)
     model = mlflow.keras.load_model("models:/digits@champion")
     local = model.predict(images, verbose=0)

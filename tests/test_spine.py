@@ -88,6 +88,13 @@ def test_datasets_are_run_inputs(recorded):
     contexts = {tag.value for d in inputs for tag in d.tags if tag.key == "mlflow.data.context"}
     assert contexts == {"train", "validation", "test"}
     assert all(d.dataset.digest for d in inputs)
+    digests = {d.dataset.name: d.dataset.digest for d in inputs}
+    # Every run that reads a split logs it again, with the context MLflow's UI expects and ingest's digest.
+    for stage, expected in (("tune", {"training", "validation"}), ("train", {"training", "validation"}),
+                            ("evaluate", {"evaluation"})):
+        used = client.get_run(_stage(client, experiment_id, parents[0], stage).info.run_id).inputs.dataset_inputs
+        assert {tag.value for d in used for tag in d.tags if tag.key == "mlflow.data.context"} == expected
+        assert all(digests[d.dataset.name] == d.dataset.digest for d in used)
 
 
 def test_evaluate_logs_confusion_matrix_and_blessing(recorded):

@@ -44,7 +44,7 @@ def _assert_round_trip(model: keras.Model, x, path) -> None:
 @pytest.mark.parametrize("input_kind", models.INPUT_KINDS)
 @pytest.mark.parametrize("encoder", models.ENCODERS)
 def test_every_encoder_builds_for_every_input_kind(encoder, input_kind, make_inputs, vocab_size):
-    input_shape = {"image": (6, 5), "sequence": (7, 2), "tokens": (7,)}[input_kind]
+    input_shape = {"image": (6, 5), "sequence": (7, 2), "vector": (9,), "tokens": (7,)}[input_kind]
     model = models.build_model(
         input_shape=input_shape,
         input_kind=input_kind,

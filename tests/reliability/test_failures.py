@@ -116,7 +116,7 @@ def test_a_corrupted_cached_artifact_is_detected_and_recomputed(store, fast, tal
     first = store.cli("run", *fast)
     assert first.returncode == 0, first.stderr[-3000:]
     (examples,) = [p for p in (store.root / "pipeline" / "digits" / "ingest").iterdir() if p.is_dir()]
-    target = examples / "train.npz"
+    target = examples / "train-00000.tfrecord"
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0xFF
     target.write_bytes(bytes(data))
@@ -124,7 +124,7 @@ def test_a_corrupted_cached_artifact_is_detected_and_recomputed(store, fast, tal
     again = store.cli("run", *fast)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "ingest: cached artifact rejected, recomputing" in again.stderr
-    assert "train.npz does not match its sha256" in again.stderr
+    assert "train-00000.tfrecord does not match its sha256" in again.stderr
     used = re.search(r"^ingest\s+True", again.stderr, re.M) is not None  # the summary table's cached column
     tally["corrupt_used"] += int(used)
     assert not used and re.search(r"^ingest\s+False", again.stderr, re.M)
