@@ -22,7 +22,6 @@ Tasks:
 from __future__ import annotations
 
 import json
-import math
 import os
 import statistics
 import sys
@@ -55,12 +54,15 @@ def _artifacts(request: dict[str, Any]):
 def _model_arguments(config, transform, hyperparameters) -> tuple[dict, dict, dict]:
     """The build_model kwargs, training kwargs and input facts train.run derives (same calls)."""
     import models
-    from components.tune import base_values
+    from components.data import training_stream
+    from components.hyperparameters import base_values
     from pipeline.artifacts import read_json
     from pipeline.names import BEST_HPARAMS
 
-    base_model, base_train = base_values(config)
     best = read_json(hyperparameters.file(BEST_HPARAMS))
+    _, steps = training_stream(transform, batch_size=int(best.get("batch_size", config.train.batch_size)),
+                               seed=config.pipeline.seed, shuffle_buffer=config.train.shuffle_buffer)
+    base_model, base_train = base_values(config, steps_per_epoch=steps, epochs=config.train.epochs)
     model_kwargs, train_kwargs = models.hyperparameters_to_kwargs(best, base_model=base_model, base_train=base_train)
     props = transform.properties
     inputs = dict(input_shape=tuple(props["input_shape"]), input_kind=props["input_kind"],
@@ -68,19 +70,14 @@ def _model_arguments(config, transform, hyperparameters) -> tuple[dict, dict, di
     return model_kwargs, train_kwargs, inputs
 
 
-def _compiled_model(config, model_kwargs: dict, train_kwargs: dict, inputs: dict, steps_per_epoch: int):
+def _compiled_model(config, model_kwargs: dict, train_kwargs: dict, inputs: dict):
     import keras
 
     import models
 
     keras.utils.set_random_seed(config.pipeline.seed)
     model = models.build_model(**inputs, seed=config.pipeline.seed, **model_kwargs)
-    optimizer = models.build_optimizer(
-        train_kwargs["optimizer"], train_kwargs["learning_rate"], momentum=train_kwargs.get("momentum", 0.9),
-        nesterov=bool(train_kwargs.get("nesterov", False)), schedule=config.train.schedule,
-        decay_steps=steps_per_epoch * config.train.epochs, clipnorm=train_kwargs.get("clipnorm"),
-    )
-    return models.compile_model(model, optimizer=optimizer, num_classes=inputs["num_classes"])
+    return models.compile_model(model, optimizer=models.optimizer_from(train_kwargs), num_classes=inputs["num_classes"])
 
 
 @contextmanager
@@ -163,7 +160,7 @@ def train_plain(request: dict[str, Any]) -> dict[str, Any]:
     started, cpu = time.perf_counter(), time.process_time()
     x_train, y_train = load_arrays(transform, "train")
     x_val, y_val = load_arrays(transform, "validation")
-    model = _compiled_model(config, model_kwargs, train_kwargs, inputs, math.ceil(len(x_train) / batch_size))
+    model = _compiled_model(config, model_kwargs, train_kwargs, inputs)
     fit_started = time.perf_counter()
     history = model.fit(x_train, y_train, batch_size=batch_size, epochs=config.train.epochs,
                         validation_data=(x_val, y_val), shuffle=True, verbose=2 if request.get("verbose", 1) else 0)
@@ -202,7 +199,7 @@ def input_pipeline(request: dict[str, Any]) -> dict[str, Any]:
         "shards": (stream, full),  # as many steps per epoch as the baseline: same work per fit
         "tensors": (tf.data.Dataset.from_tensor_slices(in_memory).prefetch(tf.data.AUTOTUNE), full),
     }
-    model = _compiled_model(config, model_kwargs, train_kwargs, inputs, full)
+    model = _compiled_model(config, model_kwargs, train_kwargs, inputs)
 
     def fit(name: str) -> tuple[float, float]:
         dataset, steps = feeds[name]
@@ -281,7 +278,7 @@ def tracking_overhead(request: dict[str, Any]) -> dict[str, Any]:
 
     train_ds, steps = training_batches(x, y, batch_size=batch_size, seed=config.pipeline.seed)
     val_ds = evaluation_batches(x_val, y_val, batch_size=batch_size)
-    model = _compiled_model(config, model_kwargs, train_kwargs, inputs, steps)
+    model = _compiled_model(config, model_kwargs, train_kwargs, inputs)
 
     def fit(logged: bool) -> tuple[float, float]:
         wall, cpu = time.perf_counter(), time.process_time()

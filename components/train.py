@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from components import examples as ex
+from components import hyperparameters as hparams
 from components.data import evaluation_stream, training_stream, watched
 from components.trial_tracking import epoch_logger
 from pipeline import console
@@ -94,12 +95,15 @@ def run(transform: Artifact, hyperparameters: Artifact, config: Config, out: Pat
 
     import models
     from components.plots import plot_learning_curves
-    from components.tune import base_values
 
     keras.utils.set_random_seed(config.pipeline.seed)
     props = transform.properties
-    base_model, base_train = base_values(config)
     best = read_json(hyperparameters.file(BEST_HPARAMS))
+    batch_size = int(best.get("batch_size", config.train.batch_size))
+    validation, validation_steps = evaluation_stream(transform, "validation", batch_size=batch_size)
+    batches, steps_per_epoch = training_stream(transform, batch_size=batch_size, seed=config.pipeline.seed,
+                                               shuffle_buffer=config.train.shuffle_buffer)
+    base_model, base_train = hparams.base_values(config, steps_per_epoch=steps_per_epoch, epochs=config.train.epochs)
     model_kwargs, train_kwargs = models.hyperparameters_to_kwargs(best, base_model=base_model, base_train=base_train)
     mlflow.log_params({f"hp.{k}": v for k, v in {**model_kwargs, **train_kwargs}.items()})
 
@@ -108,16 +112,7 @@ def run(transform: Artifact, hyperparameters: Artifact, config: Config, out: Pat
     core = models.build_model(input_shape=tuple(props["input_shape"]), input_kind=props["input_kind"],
                               num_classes=props["num_classes"], vocab_size=props.get("vocab_size"),
                               seed=config.pipeline.seed, **model_kwargs)
-    batch_size = int(train_kwargs["batch_size"])
-    validation, validation_steps = evaluation_stream(transform, "validation", batch_size=batch_size)
-    batches, steps_per_epoch = training_stream(transform, batch_size=batch_size, seed=config.pipeline.seed,
-                                               shuffle_buffer=config.train.shuffle_buffer)
-    optimizer = models.build_optimizer(
-        train_kwargs["optimizer"], train_kwargs["learning_rate"], momentum=train_kwargs.get("momentum", 0.9),
-        nesterov=bool(train_kwargs.get("nesterov", False)), schedule=config.train.schedule,
-        decay_steps=steps_per_epoch * config.train.epochs, clipnorm=train_kwargs.get("clipnorm"),
-    )
-    models.compile_model(core, optimizer=optimizer, num_classes=props["num_classes"])
+    models.compile_model(core, optimizer=models.optimizer_from(train_kwargs), num_classes=props["num_classes"])
 
     backup = out / "backup"
     resumed = backup.is_dir() and any(backup.iterdir())

@@ -17,48 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from components import examples as ex
+from components import hyperparameters
 from components.data import evaluation_stream, training_stream, watched
 from pipeline import console
 from pipeline.artifacts import Artifact, write_json
-from pipeline.config import Config, ConfigError
+from pipeline.config import Config
 from pipeline.names import BEST_HPARAMS, TRIALS_TABLE
 
 CHIEF_TAG = "pipeline.tune_chief"  # on the chief's tune run: where its oracle listens; workers look for it
-_BOOLEAN_KEYS = ("batch_norm", "bidirectional")
-_TUNABLE = ("encoder", "attention", "units", "layers", "batch_norm", "dropout", "activation", "bidirectional",
-            "embedding_dim", "optimizer", "learning_rate", "momentum", "batch_size")
-
-
-def base_values(config: Config) -> tuple[dict[str, Any], dict[str, Any]]:
-    """[model] and [train] as the keyword arguments the model builders take."""
-    model = config.model
-    base_model = {
-        "encoder": model.encoder, "attention": model.attention, "units": model.units, "layers": model.layers,
-        "batch_norm": model.batch_norm, "dropout": model.dropout, "activation": model.activation,
-        "bidirectional": model.bidirectional, "embedding_dim": model.embedding_dim,
-        "init_std": model.init_std or None, "bn_momentum": model.bn_momentum, "bn_epsilon": model.bn_epsilon,
-    }
-    train = config.train
-    base_train = {
-        "optimizer": train.optimizer, "learning_rate": train.learning_rate, "momentum": train.momentum,
-        "nesterov": train.nesterov, "batch_size": train.batch_size, "clipnorm": train.clipnorm or None,
-    }
-    return base_model, base_train
-
-
-def _read_hparams(path: str) -> dict[str, Any]:
-    try:
-        values = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"--hparams {path!r} is not a readable JSON file: {exc}") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"--hparams {path!r} must hold a JSON object of hyperparameters")
-    unknown = sorted(set(values) - set(_TUNABLE))
-    if unknown:
-        raise ConfigError(f"--hparams {path!r} has unknown keys {unknown}; allowed: {', '.join(_TUNABLE)}")
-    return values
-
-
 def _tuner_class(algorithm: str):
     import keras_tuner
 
@@ -124,18 +90,13 @@ def _make_tuner(config: Config, hypermodel, directory: Path, *, objective: str, 
                            f"({exc}); delete that directory to start the search afresh") from None
 
 
-def _clean(values: dict[str, Any]) -> dict[str, Any]:
-    """Tuned values without KerasTuner's bookkeeping keys, booleans as booleans (it stores them as 0/1)."""
-    return {k: bool(v) if k in _BOOLEAN_KEYS else v for k, v in values.items() if not k.startswith("tuner/")}
-
-
 def _trials_table(tuner, objective: str) -> list[dict[str, Any]]:
     rows = []
     for trial in tuner.oracle.trials.values():
         score = trial.score
         row = {"trial_id": trial.trial_id, "status": str(trial.status),
                objective: None if score is None or (isinstance(score, float) and math.isnan(score)) else float(score)}
-        row.update(_clean(trial.hyperparameters.values))
+        row.update(hyperparameters.clean(trial.hyperparameters.values))
         rows.append(row)
     return sorted(rows, key=lambda r: r["trial_id"])
 
@@ -176,7 +137,11 @@ def _search(transform: Artifact, config: Config, directory: Path, *, verbose: in
 
     keras.utils.set_random_seed(config.pipeline.seed)
     props = transform.properties
-    base_model, base_train = base_values(config)
+    # One input pipeline for the whole search: every trial reads the same streamed shards as train does.
+    batches, steps = training_stream(transform, batch_size=config.train.batch_size, seed=config.pipeline.seed,
+                                     shuffle_buffer=config.train.shuffle_buffer)
+    validation, validation_steps = evaluation_stream(transform, "validation", batch_size=config.train.batch_size)
+    base_model, base_train = hyperparameters.base_values(config, steps_per_epoch=steps, epochs=config.tune.max_epochs)
     hypermodel = models.build_hypermodel(
         dict(config.tune.space), base_model=base_model, base_train=base_train,
         input_shape=tuple(props["input_shape"]), input_kind=props["input_kind"],
@@ -187,10 +152,6 @@ def _search(transform: Artifact, config: Config, directory: Path, *, verbose: in
     warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
     objective = watched(config.tune.objective, props["task"])
     tuner = _make_tuner(config, hypermodel, directory, objective=objective, trial_parent=trial_parent, verbose=verbose)
-    # One input pipeline for the whole search: every trial reads the same streamed shards as train does.
-    batches, steps = training_stream(transform, batch_size=config.train.batch_size, seed=config.pipeline.seed,
-                                     shuffle_buffer=config.train.shuffle_buffer)
-    validation, validation_steps = evaluation_stream(transform, "validation", batch_size=config.train.batch_size)
     callbacks = [keras.callbacks.TensorBoard(log_dir=str(directory / "tensorboard"), write_graph=False,
                                              profile_batch=0)]
     if config.tune.early_stopping_patience:
@@ -207,7 +168,7 @@ def run(transform: Artifact, config: Config, out: Path, *, hparams_file: str | N
     import mlflow
 
     if hparams_file or not config.tune.enabled:
-        best = _read_hparams(hparams_file) if hparams_file else {}
+        best = hyperparameters.read_file(hparams_file) if hparams_file else {}
         source = f"file {hparams_file}" if hparams_file else "[model]/[train] (tuning disabled)"
         write_json(out / BEST_HPARAMS, best)
         mlflow.log_dict(best, BEST_HPARAMS)
@@ -231,7 +192,7 @@ def run(transform: Artifact, config: Config, out: Path, *, hparams_file: str | N
     if not completed:
         raise RuntimeError(f"all {len(rows)} tuning trials failed; see the FAILED trial runs in MLflow for why")
     best_trial = tuner.oracle.get_best_trials(1)[0]
-    best = _clean(best_trial.hyperparameters.values)
+    best = hyperparameters.clean(best_trial.hyperparameters.values)
     best_score = float(best_trial.score)
     write_json(out / BEST_HPARAMS, best)
     _write_csv(rows, out / TRIALS_TABLE)

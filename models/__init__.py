@@ -9,7 +9,7 @@ built here contain only built-in Keras layers, so saved ones load with
 from models.attention import attention_pooling, attention_weights_model
 from models.blocks import ACTIVATIONS, ATTENTIONS, ENCODERS, INPUT_KINDS, RECURRENT_ENCODERS
 from models.builders import CLASSIFICATION_METRIC, REGRESSION_METRIC, build_model, compile_model
-from models.optimizers import OPTIMIZERS, SCHEDULES, build_optimizer
+from models.optimizers import OPTIMIZERS, SCHEDULES, build_optimizer, optimizer_from
 from models.seq2seq import (
     DECODER_INPUT,
     END,
@@ -59,6 +59,7 @@ __all__ = [
     "enumerate_space",
     "greedy_decode",
     "hyperparameters_to_kwargs",
+    "optimizer_from",
     "stack",
     "teacher_forcing",
     "validate_space",

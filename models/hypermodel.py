@@ -7,17 +7,8 @@ import keras_tuner
 import tensorflow as tf
 
 from models.builders import build_model, compile_model
-from models.optimizers import build_optimizer
+from models.optimizers import optimizer_from
 from models.space import hyperparameters_to_kwargs, parse_space, sample_space
-
-
-def _optimizer_from(train_kwargs: dict) -> keras.optimizers.Optimizer:
-    options = ("momentum", "nesterov", "schedule", "decay_steps", "clipnorm")
-    return build_optimizer(
-        train_kwargs["optimizer"],
-        train_kwargs["learning_rate"],
-        **{key: train_kwargs[key] for key in options if key in train_kwargs},
-    )
 
 
 class _SpaceHyperModel(keras_tuner.HyperModel):
@@ -38,7 +29,7 @@ class _SpaceHyperModel(keras_tuner.HyperModel):
         model = build_model(**self._model_arguments, **model_kwargs)
         return compile_model(
             model,
-            optimizer=_optimizer_from(train_kwargs),
+            optimizer=optimizer_from(train_kwargs),
             num_classes=self._model_arguments["num_classes"],
         )
 

@@ -49,3 +49,17 @@ def build_optimizer(
             learning_rate=rate, momentum=momentum, nesterov=nesterov, clipnorm=clipnorm
         )
     return keras.optimizers.Adam(learning_rate=rate, clipnorm=clipnorm)
+
+
+def optimizer_from(train_kwargs: dict) -> keras.optimizers.Optimizer:
+    """The optimizer a training config describes: the one assembly plain training and tuning trials share.
+
+    `train_kwargs` holds optimizer and learning_rate, and optionally momentum, nesterov, schedule,
+    decay_steps and clipnorm (as `models.hyperparameters_to_kwargs` returns them).
+    """
+    options = ("momentum", "nesterov", "schedule", "decay_steps", "clipnorm")
+    return build_optimizer(
+        train_kwargs["optimizer"],
+        train_kwargs["learning_rate"],
+        **{key: train_kwargs[key] for key in options if key in train_kwargs},
+    )
