@@ -14,14 +14,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from pipeline import tracking
 from pipeline.artifacts import Artifact, write_json
 from pipeline.config import Config
 from pipeline.names import ALIAS_CHAMPION, MODEL_FILE, PUSH_FILE
-
-
-def serving_root(config: Config) -> Path:
-    return Path(config.push.serving_dir).expanduser() if config.push.serving_dir else tracking.store_dir() / "serving"
 
 
 def export_saved_model(model_file: Path, destination: Path) -> Path:
@@ -50,7 +45,8 @@ def _registered(client, name: str, train_fingerprint: str):
     return min(versions, key=lambda v: int(v.version)) if versions else None
 
 
-def run(model: Artifact, evaluation: Artifact, config: Config, out: Path) -> dict[str, Any]:
+def run(model: Artifact, evaluation: Artifact, config: Config, out: Path, *, serving_root: Path) -> dict[str, Any]:
+    """Register, alias and export a blessed model; `serving_root` is where TF-Serving exports go."""
     import mlflow
 
     name = config.pipeline.name
@@ -71,14 +67,14 @@ def run(model: Artifact, evaluation: Artifact, config: Config, out: Path) -> dic
         "pipeline.hyperparameters": json.dumps(model.properties.get("hyperparameters", {}), sort_keys=True),
     }
     metrics = evaluation.properties.get("metrics", {})
-    for name in ("accuracy", "mae", "r2"):  # classification's figure, or regression's
-        if name in metrics:
-            tags[f"pipeline.test_{name}"] = str(metrics[name])
+    for metric in ("accuracy", "mae", "r2"):  # classification's figure, or regression's
+        if metric in metrics:
+            tags[f"pipeline.test_{metric}"] = str(metrics[metric])
     version = _registered(client, name, model.fingerprint) or mlflow.register_model(
         model.properties["model_uri"], name, tags=tags)
     client.set_registered_model_alias(name, ALIAS_CHAMPION, version.version)
     client.set_model_version_tag(name, version.version, "pipeline.blessing", evaluation.properties.get("reason", ""))
-    export = export_saved_model(model.file(MODEL_FILE), serving_root(config) / name / str(version.version))
+    export = export_saved_model(model.file(MODEL_FILE), serving_root / name / str(version.version))
     result = {"pushed": True, "version": int(version.version), "alias": ALIAS_CHAMPION,
               "model_uri": f"models:/{name}@{ALIAS_CHAMPION}", "saved_model": str(export)}
     write_json(out / PUSH_FILE, result)

@@ -10,6 +10,7 @@ stage's work directory, so a killed run resumes from its last finished epoch.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 from pathlib import Path
@@ -21,7 +22,6 @@ from components import examples as ex
 from components import hyperparameters as hparams
 from components.data import evaluation_stream, training_stream, watched
 from components.trial_tracking import epoch_logger
-from pipeline import console
 from pipeline.artifacts import Artifact, read_json, write_json
 from pipeline.config import Config
 from pipeline.names import (
@@ -35,6 +35,8 @@ from pipeline.names import (
     RESOLVED_CONFIG,
     TRANSFORM_MODEL,
 )
+
+log = logging.getLogger(__name__)
 
 # What `mlflow.keras.log_model` records as the model's requirements; naming them skips
 # MLflow's slow dependency inference (a subprocess that imports the model).
@@ -118,7 +120,7 @@ def run(transform: Artifact, hyperparameters: Artifact, config: Config, out: Pat
     resumed = backup.is_dir() and any(backup.iterdir())
     if resumed:
         mlflow.set_tag("pipeline.resumed", "true")
-        console.info("train: resuming from the last completed epoch of an interrupted run")
+        log.info("train: resuming from the last completed epoch of an interrupted run")
     history = core.fit(
         batches, steps_per_epoch=steps_per_epoch,
         validation_data=validation, validation_steps=validation_steps,

@@ -8,10 +8,12 @@ with the reason. A NaN loss fails only that trial; the search goes on.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any
 
+log = logging.getLogger(__name__)
 TRIAL_TAG = "pipeline.trial_id"
 
 
@@ -96,24 +98,22 @@ def fail_on_nan():
     return FailOnNaN()
 
 
-def tracked(tuner_class: type, *, trial_parent: str | None = None, verbose: int = 1) -> type:
-    """`tuner_class` with MLflow runs per trial, nested under the active run or `trial_parent`."""
+def tracked(tuner_class: type, *, tags: dict[str, str], trial_parent: str | None = None, verbose: int = 1) -> type:
+    """`tuner_class` with MLflow runs per trial (carrying `tags`), nested under the active run or `trial_parent`."""
     import os
 
     import mlflow
     from keras_tuner.engine import trial as trial_module
-
-    from pipeline import console, tracking
 
     class TrackedTuner(tuner_class):
         trials_run = 0
 
         def on_trial_begin(self, trial) -> None:
             super().on_trial_begin(trial)
-            tags = {**tracking.process_tags("trial"), TRIAL_TAG: trial.trial_id,
-                    "pipeline.tuner_id": os.environ.get("KERASTUNER_TUNER_ID", "standalone")}
+            run_tags = {**tags, TRIAL_TAG: trial.trial_id,
+                        "pipeline.tuner_id": os.environ.get("KERASTUNER_TUNER_ID", "standalone")}
             run = mlflow.start_run(run_name=f"trial-{trial.trial_id}", nested=True, parent_run_id=trial_parent,
-                                   tags=tags)
+                                   tags=run_tags)
             mlflow.log_params(dict(trial.hyperparameters.values))
             self._trial_run_id = run.info.run_id
 
@@ -145,7 +145,7 @@ def tracked(tuner_class: type, *, trial_parent: str | None = None, verbose: int 
                 mlflow.end_run("FAILED")
                 outcome = f"FAILED ({reason[-1][:200] if reason else 'no reason'})"
             if verbose >= 1:
-                console.info(f"tune: trial {trial.trial_id} ({self.trials_run} run here"
+                log.info(f"tune: trial {trial.trial_id} ({self.trials_run} run here"
                              f"{_budget(self.oracle)}): {outcome}; best so far {_best(self.oracle)}")
 
     TrackedTuner.__name__ = f"Tracked{tuner_class.__name__}"

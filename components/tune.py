@@ -9,6 +9,7 @@ the fixed values, and train reads them the same way.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import warnings
@@ -19,11 +20,11 @@ from typing import Any
 from components import examples as ex
 from components import hyperparameters
 from components.data import evaluation_stream, training_stream, watched
-from pipeline import console
 from pipeline.artifacts import Artifact, write_json
 from pipeline.config import Config
 from pipeline.names import BEST_HPARAMS, TRIALS_TABLE
 
+log = logging.getLogger(__name__)
 CHIEF_TAG = "pipeline.tune_chief"  # on the chief's tune run: where its oracle listens; workers look for it
 def _tuner_class(algorithm: str):
     import keras_tuner
@@ -60,7 +61,8 @@ def _write_tuner_state_atomically() -> None:
     tuner_utils.save_json = save_json
 
 
-def _make_tuner(config: Config, hypermodel, directory: Path, *, objective: str, trial_parent: str | None, verbose: int):
+def _make_tuner(config: Config, hypermodel, directory: Path, *, objective: str, trial_parent: str | None,
+                trial_tags: dict[str, str], verbose: int):
     """The configured KerasTuner tuner, with every trial recorded as a nested MLflow run."""
     import keras_tuner
 
@@ -80,7 +82,7 @@ def _make_tuner(config: Config, hypermodel, directory: Path, *, objective: str, 
         overwrite=False,  # reload the oracle's state: a killed search resumes
         max_consecutive_failed_trials=max(3, tune.max_trials),
     )
-    tracked_class = tracked(_tuner_class(tune.algorithm), trial_parent=trial_parent, verbose=verbose)
+    tracked_class = tracked(_tuner_class(tune.algorithm), trial_parent=trial_parent, tags=trial_tags, verbose=verbose)
     try:
         if tune.algorithm == "hyperband":
             return tracked_class(max_epochs=tune.max_epochs, factor=3, hyperband_iterations=1, **common)
@@ -129,7 +131,8 @@ class Distributed:
         os.environ["KERASTUNER_ORACLE_PORT"] = str(self.oracle_port)
 
 
-def _search(transform: Artifact, config: Config, directory: Path, *, verbose: int, trial_parent: str | None = None):
+def _search(transform: Artifact, config: Config, directory: Path, *, verbose: int, trial_tags: dict[str, str],
+            trial_parent: str | None = None):
     """Build the hypermodel and the tracked tuner over `directory`, and run the search."""
     import keras
 
@@ -151,7 +154,8 @@ def _search(transform: Artifact, config: Config, directory: Path, *, verbose: in
     # the optimizer slots it does not restore, once per trial. Expected, so not shown.
     warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
     objective = watched(config.tune.objective, props["task"])
-    tuner = _make_tuner(config, hypermodel, directory, objective=objective, trial_parent=trial_parent, verbose=verbose)
+    tuner = _make_tuner(config, hypermodel, directory, objective=objective, trial_parent=trial_parent,
+                        trial_tags=trial_tags, verbose=verbose)
     callbacks = [keras.callbacks.TensorBoard(log_dir=str(directory / "tensorboard"), write_graph=False,
                                              profile_batch=0)]
     if config.tune.early_stopping_patience:
@@ -163,8 +167,9 @@ def _search(transform: Artifact, config: Config, directory: Path, *, verbose: in
     return tuner
 
 
-def run(transform: Artifact, config: Config, out: Path, *, hparams_file: str | None = None,
+def run(transform: Artifact, config: Config, out: Path, *, trial_tags: dict[str, str], hparams_file: str | None = None,
         verbose: int = 1, distributed: Distributed | None = None) -> dict[str, Any]:
+    """The search (or the fixed values); `trial_tags` go on every trial's MLflow run."""
     import mlflow
 
     if hparams_file or not config.tune.enabled:
@@ -180,11 +185,11 @@ def run(transform: Artifact, config: Config, out: Path, *, hparams_file: str | N
     if distributed is not None:
         distributed.export()
         mlflow.set_tag(CHIEF_TAG, f"{distributed.oracle_ip}:{distributed.oracle_port}")
-        console.info(f"tune: chief oracle on {distributed.oracle_ip}:{distributed.oracle_port}; "
+        log.info(f"tune: chief oracle on {distributed.oracle_ip}:{distributed.oracle_port}; "
                      "waiting for workers (`pipeline tune --role worker ...`) to run the trials")
     props = transform.properties
     ex.log_inputs(props["examples"], Path(props["examples"]["uri"]), {"train": "training", "validation": "validation"})
-    tuner = _search(transform, config, out, verbose=verbose)
+    tuner = _search(transform, config, out, verbose=verbose, trial_tags=trial_tags)
     objective = watched(config.tune.objective, props["task"])
 
     rows = _trials_table(tuner, objective)
@@ -210,8 +215,8 @@ def run(transform: Artifact, config: Config, out: Path, *, hparams_file: str | N
 
 
 def work(transform: Artifact, config: Config, directory: Path, *, chief_run_id: str, distributed: Distributed,
-         verbose: int = 1) -> int:
+         trial_tags: dict[str, str], verbose: int = 1) -> int:
     """A worker: takes trials from the chief's oracle until it has none left; returns how many it ran."""
     distributed.export()
-    tuner = _search(transform, config, directory, verbose=verbose, trial_parent=chief_run_id)
+    tuner = _search(transform, config, directory, verbose=verbose, trial_tags=trial_tags, trial_parent=chief_run_id)
     return tuner.trials_run

@@ -6,15 +6,26 @@ One line per stage as it starts and ends, and a summary table at the end.
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
 _VERBOSITY = 1
+COMPONENT_LOGGER = "components"  # the components report progress through standard logging under this name
 
 
 def set_verbosity(level: int) -> None:
+    """How much to say; the components' log records follow the same level (their messages, as lines)."""
     global _VERBOSITY
     _VERBOSITY = level
+    logger = logging.getLogger(COMPONENT_LOGGER)
+    if not any(getattr(handler, "pipeline_console", False) for handler in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.pipeline_console = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.INFO if level >= 1 else logging.WARNING)
 
 
 def _say(text: str) -> None:

@@ -62,11 +62,14 @@ def _preprocess(module, call: StageCall) -> dict[str, Any]:
 
 
 def _tune(module, call: StageCall) -> dict[str, Any]:
+    from pipeline import tracking
+
     distributed = None
     if call.options.get("role") == "chief":
         host, _, port = call.options["oracle"].rpartition(":")
         distributed = module.Distributed("chief", "chief", host, int(port))
-    return module.run(call.inputs["preprocess"], call.config, call.out, hparams_file=call.options.get("hparams"),
+    return module.run(call.inputs["preprocess"], call.config, call.out, trial_tags=tracking.process_tags("trial"),
+                      hparams_file=call.options.get("hparams"),
                       verbose=call.options.get("verbose", 1), distributed=distributed)
 
 
@@ -81,7 +84,11 @@ def _evaluate(module, call: StageCall) -> dict[str, Any]:
 
 
 def _push(module, call: StageCall) -> dict[str, Any]:
-    return module.run(call.inputs["train"], call.inputs["evaluate"], call.config, call.out)
+    from pipeline import tracking
+
+    serving_dir = call.config.push.serving_dir
+    root = Path(serving_dir).expanduser() if serving_dir else tracking.store_dir() / "serving"
+    return module.run(call.inputs["train"], call.inputs["evaluate"], call.config, call.out, serving_root=root)
 
 
 STAGE_TABLE: tuple[Stage, ...] = (
