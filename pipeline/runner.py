@@ -363,7 +363,8 @@ def run_worker(config: Config, options: Options) -> int:
     import_tensorflow_quietly(options.verbose)
     distributed = tune.Distributed("worker", options.tuner_id, *_split_address(options.oracle))
     count = tune.work(transform, config, artifacts.partial_dir(steps["tune"].final),
-                      chief_run_id=chiefs[0].info.run_id, distributed=distributed, verbose=options.verbose)
+                      chief_run_id=chiefs[0].info.run_id, distributed=distributed,
+                      trial_tags=tracking.process_tags("trial"), verbose=options.verbose)
     console.info(f"worker {options.tuner_id}: ran {count} trials; the chief's search is complete")
     return EXIT_OK
 
