@@ -16,7 +16,7 @@ from typing import Any
 
 from pipeline.artifacts import Artifact, write_json
 from pipeline.config import Config
-from pipeline.names import ALIAS_CHAMPION, MODEL_FILE, PUSH_FILE
+from pipeline.names import ALIAS_CHAMPION, MODEL_FILE, PUSH_FILE, TAG_TRAIN_FINGERPRINT
 
 
 def export_saved_model(model_file: Path, destination: Path) -> Path:
@@ -37,11 +37,11 @@ def export_saved_model(model_file: Path, destination: Path) -> Path:
 def _registered(client, name: str, train_fingerprint: str):
     """The version already registered for this very model, if any: pushing it again moves the alias only."""
     try:
-        versions = client.search_model_versions(f"name = '{name}' and tags.`pipeline.train_fingerprint` = "
+        versions = client.search_model_versions(f"name = '{name}' and tags.`{TAG_TRAIN_FINGERPRINT}` = "
                                                 f"'{train_fingerprint}'")
     except Exception:  # stores whose registry search does not filter on tags
         versions = [v for v in client.search_model_versions(f"name = '{name}'")
-                    if v.tags.get("pipeline.train_fingerprint") == train_fingerprint]
+                    if v.tags.get(TAG_TRAIN_FINGERPRINT) == train_fingerprint]
     return min(versions, key=lambda v: int(v.version)) if versions else None
 
 
@@ -62,7 +62,7 @@ def run(model: Artifact, evaluation: Artifact, config: Config, out: Path, *, ser
     tags = {
         "pipeline.run_id": parent,
         "pipeline.train_run_id": model.producer_run_id,
-        "pipeline.train_fingerprint": model.fingerprint,
+        TAG_TRAIN_FINGERPRINT: model.fingerprint,
         "pipeline.data_fingerprint": evaluation.inputs.get("ingest", ""),
         "pipeline.hyperparameters": json.dumps(model.properties.get("hyperparameters", {}), sort_keys=True),
     }

@@ -13,6 +13,8 @@ import math
 import time
 from typing import Any
 
+from pipeline.names import TAG_ERROR
+
 log = logging.getLogger(__name__)
 TRIAL_TAG = "pipeline.trial_id"
 
@@ -139,7 +141,7 @@ def tracked(tuner_class: type, *, tags: dict[str, str], trial_parent: str | None
             else:
                 reason = (trial.message or "no reason given").strip().splitlines()
                 mlflow.set_tag("pipeline.trial_status", str(trial.status))
-                mlflow.set_tag("pipeline.error", reason[-1][:5000] if reason else "")
+                mlflow.set_tag(TAG_ERROR, reason[-1][:5000] if reason else "")
                 if trial.message:
                     mlflow.log_text(trial.message, "trial_error.txt")
                 mlflow.end_run("FAILED")

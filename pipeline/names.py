@@ -10,7 +10,6 @@ STAGES = ("ingest", "validate", "preprocess", "tune", "train", "evaluate", "push
 
 # Vocabularies accepted by the config.
 ENCODERS = ("mlp", "cnn", "simple_rnn", "lstm", "gru")
-RECURRENT_ENCODERS = ("simple_rnn", "lstm", "gru")
 ATTENTIONS = ("none", "additive", "dot")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 OPTIMIZERS = ("sgd", "momentum", "adam")
@@ -60,8 +59,6 @@ TAG_CACHED_FROM = "pipeline.cached_from_run"
 TAG_ARTIFACT_DIR = "pipeline.artifact_dir"
 TAG_KIND = "pipeline.kind"  # "pipeline", "stage" or "trial"
 TAG_PID = "pipeline.pid"
+TAG_ERROR = "pipeline.error"  # on every run a failure ended: what went wrong, in one paragraph
+TAG_TRAIN_FINGERPRINT = "pipeline.train_fingerprint"  # on a registered version: the train stage that made it
 ALIAS_CHAMPION = "champion"
-
-# Metric names.
-ACCURACY = "accuracy"
-LOSS = "loss"
