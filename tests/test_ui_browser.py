@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.graph import GRAPH_MERMAID, GRAPH_PNG
 from pipeline.names import ALIAS_CHAMPION, STAGES, TAG_KIND, TAG_STAGE
 
 pytestmark = pytest.mark.slow
@@ -251,7 +252,7 @@ def _shot(page, directory: Path, name: str) -> None:
     page.screenshot(path=str(directory / name))
 
 
-def test_ui_shows_runs_stages_trials_confusion_matrix_and_champion(ui, expected, tmp_path):
+def test_ui_shows_runs_stages_trials_confusion_matrix_champion_picture_and_system_metrics(ui, expected, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     if not Path(CHROMIUM).is_file():
@@ -323,6 +324,26 @@ def test_ui_shows_runs_stages_trials_confusion_matrix_and_champion(ui, expected,
                 row = page.get_by_role("row").filter(has_text=f"Version {expected.champion.version}")
                 expect(row).to_contain_text(ALIAS_CHAMPION)
                 _shot(page, shots, "06-registered-model.png")
+
+                # 7. The pipeline run's artifacts include the pipeline picture and its Mermaid source;
+                #    the picture renders.
+                page.goto(f"{experiment}/runs/{parent.info.run_id}/artifacts")
+                for name in (GRAPH_PNG, GRAPH_MERMAID):
+                    expect(page.get_by_text(name, exact=True).first).to_be_visible()
+                page.get_by_text(GRAPH_PNG, exact=True).first.click()
+                image = page.locator(f"img[alt='{GRAPH_PNG}']").first
+                expect(image).to_be_visible()
+                page.wait_for_function("img => img.complete && img.naturalWidth > 500", arg=image.element_handle())
+                _shot(page, shots, "07-pipeline-graph.png")
+
+                # 8. The train run's System metrics tab: a chart per metric of MLflow's sampler (CPU, memory, ...),
+                #    each titled with the metric and drawing the run's series (named in the chart's legend).
+                page.goto(f"{experiment}/runs/{stages['train'].info.run_id}/system-metrics")
+                # The UI renders only the charts in view: these two are in its first row (alphabetical order).
+                for metric in ("cpu_utilization_percentage", "disk_usage_megabytes"):
+                    expect(page.get_by_role("heading", name=metric, exact=True)).to_be_visible()
+                    expect(page.get_by_text(f"train (system/{metric})", exact=True).first).to_be_visible()
+                _shot(page, shots, "08-train-system-metrics.png")
             except Exception as exc:
                 failure = tmp_path / "failure.png"
                 try:
