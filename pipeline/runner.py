@@ -27,6 +27,7 @@ from pipeline.names import (
     TAG_ARTIFACT_DIR,
     TAG_CACHED,
     TAG_CACHED_FROM,
+    TAG_ERROR,
     TAG_FINGERPRINT,
     TAG_STAGE,
 )
@@ -313,7 +314,7 @@ def _end_all_runs(status: str, message: str, details: str | None = None) -> None
 
     while (active := mlflow.active_run()) is not None:
         try:
-            mlflow.set_tag("pipeline.error", message[:5000])
+            mlflow.set_tag(TAG_ERROR, message[:5000])
             if details:
                 mlflow.log_text(details, "error.txt")
         finally:

@@ -10,9 +10,7 @@ from typing import Any
 
 from pipeline import console, tracking
 from pipeline.config import ConfigError
-from pipeline.names import STAGES, TAG_CACHED, TAG_FINGERPRINT, TAG_KIND, TAG_STAGE
-
-ERROR_TAG = "pipeline.error"  # set by the runner on every run a failure ended
+from pipeline.names import STAGES, TAG_CACHED, TAG_ERROR, TAG_FINGERPRINT, TAG_KIND, TAG_STAGE
 
 
 def _properties(client, run_id: str) -> dict[str, Any]:
@@ -83,7 +81,7 @@ def collect(run_id: str | None, name: str) -> dict[str, Any]:
         stage = run.data.tags[TAG_STAGE]
         properties[stage] = _properties(client, run.info.run_id)
         seconds = ((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000
-        error = run.data.tags.get(ERROR_TAG)
+        error = run.data.tags.get(TAG_ERROR)
         # A stage that did not finish has no properties: its error says more than an empty key figure.
         result = console.key_metric(stage, properties[stage]) if run.info.status == "FINISHED" else (
             error or run.info.status)
@@ -100,7 +98,7 @@ def collect(run_id: str | None, name: str) -> dict[str, Any]:
         "best_hyperparameters": properties.get("tune", {}).get("best", {}),
         "blessing": {"blessed": evaluate.get("blessed"), "reason": evaluate.get("reason")},
         "push": properties.get("push", {}),
-        "error": parent.data.tags.get(ERROR_TAG),
+        "error": parent.data.tags.get(TAG_ERROR),
     }
 
 

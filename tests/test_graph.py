@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from pipeline import graph
-from pipeline.names import STAGES, TAG_FINGERPRINT, TAG_KIND, TAG_STAGE
+from pipeline.names import STAGES, TAG_ERROR, TAG_FINGERPRINT, TAG_KIND, TAG_STAGE
 from pipeline.system_metrics import PREFIX as SYSTEM_METRICS_PREFIX, SAMPLED_STAGES
 
 # The reliability suite's diverging model (tests/reliability/test_failures.py): large initial weights and SGD
@@ -149,7 +149,7 @@ def test_a_failed_run_logs_its_picture_with_the_failing_stage_and_its_error(stor
     assert parent.info.status == "FAILED"
     text, png = _logged_picture(client, parent.info.run_id, tmp_path)
     assert text.startswith(f"%% pipeline run {parent.info.run_id}: FAILED\n")
-    assert f"%% error: {' '.join(parent.data.tags['pipeline.error'].split())}" in text
+    assert f"%% error: {' '.join(parent.data.tags[TAG_ERROR].split())}" in text
     nodes = _node_lines(text)
     assert list(nodes) == list(STAGES)
     states = {name: label.split("<br/>")[1].split(" ·")[0] for name, label in nodes.items()}
