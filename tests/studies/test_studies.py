@@ -29,7 +29,9 @@ def check_payload(run, seeds: int = 1) -> None:
     for claim in payload["claims"]:
         assert claim["verdict"] in VERDICTS and claim["rule"].startswith("held when"), claim
     assert [entry["seed"] for entry in payload["per_seed"]] == payload["seeds"]
-    assert run.report_json() == payload
+    written = run.report_json()
+    assert {key: written[key] for key in ("seeds", "claims", "measures")} == {
+        key: payload[key] for key in ("seeds", "claims", "measures")}
     report = run.report()
     lines = [line for line in report.splitlines() if line.startswith(HELD_PREFIX)]
     assert len(lines) == len(payload["claims"]) >= 1
