@@ -143,55 +143,50 @@ def _sides(picture: Picture, order: dict[str, int]) -> dict[Edge, str]:
     return sides
 
 
-def render_png(picture: Picture, path: Path) -> Path:
-    """Draw the picture with matplotlib's object API (no pyplot: no global figure state, no GUI backend)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch
+def _top(index: int) -> float:
+    """The y of the top edge of the box of the stage at this position (the first at 0, going down)."""
+    return -index * (BOX_H + GAP)
 
-    order = {node.stage: i for i, node in enumerate(picture.nodes)}
-    step = BOX_H + GAP
-    top = lambda i: -i * step  # noqa: E731 - the y of a box's top edge
-    height = len(picture.nodes) * step + 1.6
-    figure = Figure(figsize=(9.0, 0.62 * height + 0.8), dpi=110)
-    FigureCanvasAgg(figure)
-    axes = figure.add_axes((0.02, 0.02, 0.96, 0.96))
-    axes.set_xlim(-3.2, BOX_W + 3.2)
-    axes.set_ylim(-len(picture.nodes) * step - 0.9, 1.4)
-    axes.axis("off")
-    axes.text(-3.1, 1.05, f"pipeline run {picture.run_id}: {picture.status}", ha="left", va="center",
-              fontsize=11, weight="bold")
+
+def _draw_boxes(axes, picture: Picture) -> None:
+    from matplotlib.patches import FancyBboxPatch
 
     for i, node in enumerate(picture.nodes):
         fill, stroke = COLOURS[node.state]
-        axes.add_patch(FancyBboxPatch((0, top(i) - BOX_H), BOX_W, BOX_H, boxstyle="round,pad=0.02,rounding_size=0.15",
+        axes.add_patch(FancyBboxPatch((0, _top(i) - BOX_H), BOX_W, BOX_H, boxstyle="round,pad=0.02,rounding_size=0.15",
                                       facecolor=fill, edgecolor=stroke, linewidth=2.2 if node.state == "failed" else 1.4,
                                       linestyle="--" if node.state == "not run" else "-"))
         how = node.state if node.seconds is None else f"{node.state} · {node.seconds:.1f} s"
-        axes.text(0.2, top(i) - 0.3, node.stage, fontsize=11, weight="bold", va="center")
-        axes.text(BOX_W - 0.2, top(i) - 0.3, how, fontsize=9.5, va="center", ha="right", color=stroke)
+        axes.text(0.2, _top(i) - 0.3, node.stage, fontsize=11, weight="bold", va="center")
+        axes.text(BOX_W - 0.2, _top(i) - 0.3, how, fontsize=9.5, va="center", ha="right", color=stroke)
         figure_text = textwrap.shorten(node.figure, 150, placeholder=" …")
-        axes.text(0.2, top(i) - 0.82, "\n".join(textwrap.wrap(figure_text, 78)[:2]), fontsize=8.5, va="center",
+        axes.text(0.2, _top(i) - 0.82, "\n".join(textwrap.wrap(figure_text, 78)[:2]), fontsize=8.5, va="center",
                   color="#b3261e" if node.state == "failed" else "#202124")
 
+
+def _draw_arrows(axes, picture: Picture) -> None:
+    """Straight down to the next stage; in an arc beside the column to a later one. Labelled with the
+    fingerprint handed on; dotted where nothing was."""
+    from matplotlib.patches import FancyArrowPatch
+
+    order = {node.stage: i for i, node in enumerate(picture.nodes)}
     sides = _sides(picture, order)
     for edge in picture.edges:
         a, b = order[edge.source], order[edge.target]
         label = edge.fingerprint[:SHORT_FINGERPRINT]
-        if edge not in sides:  # the next stage: straight down
+        if edge not in sides:
             x = BOX_W / 2
-            start, end = (x, top(a) - BOX_H), (x, top(b))
+            start, end = (x, _top(a) - BOX_H), (x, _top(b))
             label_at, align, rad = (x + 0.15, (start[1] + end[1]) / 2), "left", 0.0
         else:
             right = sides[edge] == "right"
             x = BOX_W if right else 0.0
-            start, end = (x, top(a) - BOX_H / 2), (x, top(b) - BOX_H / 2)
-            bulge = min(0.5, 2.6 / (end[0] - start[0] + abs(end[1] - start[1])))  # the arc stays inside the page
+            start, end = (x, _top(a) - BOX_H / 2), (x, _top(b) - BOX_H / 2)
+            bulge = min(0.5, 2.6 / abs(end[1] - start[1]))  # long arcs bend less, so they stay inside the page
             rad = -bulge if right else bulge  # matplotlib bends a positive rad to the left of start->end
             # A quadratic arc peaks half its control offset away from the chord: rad * length / 2.
-            offset = bulge * abs(start[1] - end[1]) / 2
-            label_at = (x + offset + 0.08, (start[1] + end[1]) / 2) if right else (x - offset - 0.08,
-                                                                                   (start[1] + end[1]) / 2)
+            offset = bulge * abs(start[1] - end[1]) / 2 + 0.08
+            label_at = (x + offset if right else x - offset, (start[1] + end[1]) / 2)
             align = "left" if right else "right"
         axes.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=14, linewidth=1.2,
                                        color="#5f6368", shrinkA=2, shrinkB=2, linestyle="-" if label else ":",
@@ -199,7 +194,24 @@ def render_png(picture: Picture, path: Path) -> Path:
         if label:
             axes.text(*label_at, label, fontsize=8, family="monospace", color="#5f6368", ha=align, va="center")
 
-    bottom = -len(picture.nodes) * step
+
+def render_png(picture: Picture, path: Path) -> Path:
+    """Draw the picture with matplotlib's object API (no pyplot: no global figure state, no GUI backend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    bottom = _top(len(picture.nodes))
+    figure = Figure(figsize=(9.0, 0.62 * (1.6 - bottom) + 0.8), dpi=110)
+    FigureCanvasAgg(figure)
+    axes = figure.add_axes((0.02, 0.02, 0.96, 0.96))
+    axes.set_xlim(-3.2, BOX_W + 3.2)
+    axes.set_ylim(bottom - 0.9, 1.4)
+    axes.axis("off")
+    axes.text(-3.1, 1.05, f"pipeline run {picture.run_id}: {picture.status}", ha="left", va="center",
+              fontsize=11, weight="bold")
+    _draw_boxes(axes, picture)
+    _draw_arrows(axes, picture)
     if picture.error:
         axes.text(BOX_W / 2, bottom + 0.1, "\n".join(textwrap.wrap(f"error: {picture.error}", 100)[:3]),
                   ha="center", va="top", fontsize=8.5, color="#b3261e")
