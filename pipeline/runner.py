@@ -188,7 +188,7 @@ def _run_stage(step: Planned, config: Config, options: Options, inputs: dict[str
     call = StageCall(config=config, inputs=inputs, out=work, run_id=run_id, fingerprint=step.fingerprint,
                      options={"hparams": options.hparams, "verbose": options.verbose, "role": options.role,
                               "tuner_id": options.tuner_id, "oracle": options.oracle, **step.extra})
-    properties = step.stage.call(step.stage.component(), call) or {}
+    properties = step.stage.call(call) or {}
     artifact = artifacts.Artifact(
         type=step.stage.artifact_type, uri=str(step.final), fingerprint=step.fingerprint,
         producer_run_id=run_id, inputs={name: inputs[name].fingerprint for name in step.stage.inputs},

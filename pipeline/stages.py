@@ -6,7 +6,6 @@ the stage order or caching.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -43,52 +42,64 @@ class Stage:
     artifact_type: str
     sections: tuple[str, ...]  # config sections that change this stage's output
     inputs: tuple[str, ...]  # upstream stages whose artifacts this one consumes
-    call: Callable[[Any, StageCall], dict[str, Any]]  # (component module, call) -> artifact properties
-
-    def component(self):
-        return importlib.import_module(self.module)
+    call: Callable[[StageCall], dict[str, Any]]  # imports its component and calls it -> artifact properties
 
 
-def _ingest(module, call: StageCall) -> dict[str, Any]:
-    return module.run(call.config.data, call.out)
+# Each call imports its component where it runs: importing a component brings NumPy (and the stage
+# brings TensorFlow), which a fully cached run never needs.
+
+def _ingest(call: StageCall) -> dict[str, Any]:
+    from components import ingest
+
+    return ingest.run(call.config.data, call.out)
 
 
-def _validate(module, call: StageCall) -> dict[str, Any]:
-    return module.run(call.inputs["ingest"], call.config.data, call.out)
+def _validate(call: StageCall) -> dict[str, Any]:
+    from components import validate
+
+    return validate.run(call.inputs["ingest"], call.config.data, call.out)
 
 
-def _preprocess(module, call: StageCall) -> dict[str, Any]:
-    return module.run(call.inputs["ingest"], call.inputs["validate"], call.config.data, call.out)
+def _preprocess(call: StageCall) -> dict[str, Any]:
+    from components import preprocess
+
+    return preprocess.run(call.inputs["ingest"], call.inputs["validate"], call.config.data, call.out)
 
 
-def _tune(module, call: StageCall) -> dict[str, Any]:
+def _tune(call: StageCall) -> dict[str, Any]:
+    from components import tune
     from pipeline import tracking
 
     distributed = None
     if call.options.get("role") == "chief":
         host, _, port = call.options["oracle"].rpartition(":")
-        distributed = module.Distributed("chief", "chief", host, int(port))
-    return module.run(call.inputs["preprocess"], call.config, call.out, trial_tags=tracking.process_tags("trial"),
+        distributed = tune.Distributed("chief", "chief", host, int(port))
+    return tune.run(call.inputs["preprocess"], call.config, call.out, trial_tags=tracking.process_tags("trial"),
                       hparams_file=call.options.get("hparams"),
                       verbose=call.options.get("verbose", 1), distributed=distributed)
 
 
-def _train(module, call: StageCall) -> dict[str, Any]:
-    return module.run(call.inputs["preprocess"], call.inputs["tune"], call.config, call.out,
+def _train(call: StageCall) -> dict[str, Any]:
+    from components import train
+
+    return train.run(call.inputs["preprocess"], call.inputs["tune"], call.config, call.out,
                       verbose=call.options.get("verbose", 1))
 
 
-def _evaluate(module, call: StageCall) -> dict[str, Any]:
-    return module.run(call.inputs["train"], call.inputs["ingest"], call.config, call.out,
+def _evaluate(call: StageCall) -> dict[str, Any]:
+    from components import evaluate
+
+    return evaluate.run(call.inputs["train"], call.inputs["ingest"], call.config, call.out,
                       champion=call.options.get("champion"))
 
 
-def _push(module, call: StageCall) -> dict[str, Any]:
+def _push(call: StageCall) -> dict[str, Any]:
+    from components import push
     from pipeline import tracking
 
     serving_dir = call.config.push.serving_dir
     root = Path(serving_dir).expanduser() if serving_dir else tracking.store_dir() / "serving"
-    return module.run(call.inputs["train"], call.inputs["evaluate"], call.config, call.out, serving_root=root)
+    return push.run(call.inputs["train"], call.inputs["evaluate"], call.config, call.out, serving_root=root)
 
 
 STAGE_TABLE: tuple[Stage, ...] = (
