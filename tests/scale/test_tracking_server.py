@@ -92,6 +92,7 @@ def test_pipeline_show_predict_and_registry_over_http(server_store, tracking_ser
     assert summary["run_id"] == parent.info.run_id and summary["status"] == "FINISHED"
     assert [row["stage"] for row in summary["stages"]] == list(STAGES)
     assert "accuracy" in summary["metrics"]
+    assert summary["blessing"]["blessed"] and summary["push"].get("pushed"), (summary["blessing"], summary["push"])
 
     # The registry: the champion alias, and the model behind it loadable over HTTP in this process.
     champion = client.get_model_version_by_alias(name, "champion")
