@@ -50,6 +50,7 @@ CONFUSION_PNG = "confusion_matrix.png"
 CONFUSION_JSON = "confusion_matrix.json"
 LEARNING_CURVES_PNG = "learning_curves.png"
 PUSH_FILE = "push.json"
+ARTIFACT_PROPERTIES = "artifact_properties.json"  # on every stage run: the properties its artifact hands on
 
 # MLflow tag keys.
 TAG_STAGE = "pipeline.stage"

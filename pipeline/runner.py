@@ -23,6 +23,8 @@ from pipeline import artifacts, console, system_metrics, tracking
 from pipeline.config import Config, ConfigError, flatten
 from pipeline.fingerprint import fingerprint
 from pipeline.names import (
+    ALIAS_CHAMPION,
+    ARTIFACT_PROPERTIES,
     STAGES,
     TAG_ARTIFACT_DIR,
     TAG_CACHED,
@@ -30,6 +32,7 @@ from pipeline.names import (
     TAG_ERROR,
     TAG_FINGERPRINT,
     TAG_STAGE,
+    TAG_TRAIN_FINGERPRINT,
 )
 from pipeline.stages import STAGE_TABLE, Stage, StageCall
 
@@ -109,10 +112,10 @@ def _sealed_meanwhile(step: Planned) -> artifacts.Artifact | None:
 def _champion_key(client, config: Config, train_fingerprint: str) -> str:
     """What evaluate compares against: "none" when there is no other champion than this very model."""
     try:
-        version = client.get_model_version_by_alias(config.pipeline.name, "champion")
+        version = client.get_model_version_by_alias(config.pipeline.name, ALIAS_CHAMPION)
     except Exception:
         return "none"
-    if version.tags.get("pipeline.train_fingerprint") == train_fingerprint:
+    if version.tags.get(TAG_TRAIN_FINGERPRINT) == train_fingerprint:
         return "none"
     return f"version-{version.version}"
 
@@ -227,7 +230,7 @@ def _execute(config: Config, options: Options, steps: list[Planned], client, par
             _copy_metrics(client, step.cached_run_id, run.info.run_id)
         else:
             mlflow.set_tag(TAG_CACHED, "false")
-        mlflow.log_dict(json.loads(json.dumps(done[name].properties, default=str)), "artifact_properties.json")
+        mlflow.log_dict(json.loads(json.dumps(done[name].properties, default=str)), ARTIFACT_PROPERTIES)
         mlflow.end_run("FINISHED")
         seconds = time.perf_counter() - started
         outcomes.append(Outcome(name, step.cached is not None, seconds, run.info.run_id, done[name].properties))

@@ -10,14 +10,14 @@ from typing import Any
 
 from pipeline import console, tracking
 from pipeline.config import ConfigError
-from pipeline.names import STAGES, TAG_CACHED, TAG_ERROR, TAG_FINGERPRINT, TAG_KIND, TAG_STAGE
+from pipeline.names import ARTIFACT_PROPERTIES, STAGES, TAG_CACHED, TAG_ERROR, TAG_FINGERPRINT, TAG_KIND, TAG_STAGE
 
 
 def _properties(client, run_id: str) -> dict[str, Any]:
     import mlflow
 
     try:
-        return mlflow.artifacts.load_dict(f"runs:/{run_id}/artifact_properties.json")
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{ARTIFACT_PROPERTIES}")
     except Exception:  # a stage that failed before writing its properties
         return {}
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pipeline.names import TAG_KIND, TAG_PID
+from pipeline.names import TAG_ERROR, TAG_KIND, TAG_PID
 
 # SQLite's default lock wait is 5 s: two pipelines writing to one store at once
 # need longer, so the driver waits this long for a lock before "database is locked".
@@ -189,7 +189,7 @@ def fail_orphaned_runs(experiment_id: str) -> list[str]:
         if tags.get(HOST_TAG) != host or pid is None or not pid.isdigit():
             continue
         if int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            client.set_tag(run.info.run_id, "pipeline.error", "the process running it died (killed or crashed)")
+            client.set_tag(run.info.run_id, TAG_ERROR, "the process running it died (killed or crashed)")
             client.set_terminated(run.info.run_id, status="FAILED")
             orphaned.append(run.info.run_id)
     return orphaned
