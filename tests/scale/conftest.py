@@ -196,7 +196,10 @@ def tracking_server(postgres: Postgres, tmp_path_factory) -> Iterator[TrackingSe
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"})
     command = [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth",
                "--backend-store-uri", postgres.uri("mlflow"), "--artifacts-destination", artifacts.as_uri(),
-               "--host", LOOPBACK, "--port", str(port), "--workers", "2"]
+               "--host", LOOPBACK, "--port", str(port),
+               # One worker process: each imports the whole app (half a minute on a busy 2-core machine), and
+               # one already serves concurrent requests from its thread pool.
+               "--workers", "1"]
     with open(log, "w") as output:
         process = subprocess.Popen(command, cwd=root, env=env, stdout=output, stderr=subprocess.STDOUT,
                                    start_new_session=True)
