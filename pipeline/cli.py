@@ -196,6 +196,10 @@ def _command_ui(args: argparse.Namespace) -> int:
     if args.host and args.host not in ("127.0.0.1", "localhost", "::1"):
         console.warn(f"the MLflow UI will listen on {host}: anyone who can reach this address sees every run")
     uri = tracking.tracking_uri()
+    if tracking.is_server(uri):
+        console.error(f"MLFLOW_TRACKING_URI points at a tracking server ({tracking.redact_uri(uri)}): open its own UI "
+                      "in a browser; `pipeline ui` serves a local store")
+        return 2
     artifacts = (tracking.store_dir() / "artifacts").as_uri()
     console.info(f"MLflow UI on {tracking.ui_url(host, args.port)} (store {tracking.redact_uri(uri)}); Ctrl-C stops it")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,

@@ -111,13 +111,26 @@ def _sealed_meanwhile(step: Planned) -> artifacts.Artifact | None:
 
 def _champion_key(client, config: Config, train_fingerprint: str) -> str:
     """What evaluate compares against: "none" when there is no other champion than this very model."""
+    from mlflow.exceptions import MlflowException
+
     try:
         version = client.get_model_version_by_alias(config.pipeline.name, ALIAS_CHAMPION)
-    except Exception:
+    except MlflowException as exc:
+        # Only "no such model or alias" means there is no champion. Anything else (a server that
+        # cannot be reached, refused credentials) must not let a candidate replace an unseen champion.
+        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "PERMISSION_DENIED"):
+            raise
+        if exc.error_code == "PERMISSION_DENIED" and not _model_missing(client, config.pipeline.name):
+            raise
         return "none"
     if version.tags.get(TAG_TRAIN_FINGERPRINT) == train_fingerprint:
         return "none"
     return f"version-{version.version}"
+
+
+def _model_missing(client, name: str) -> bool:
+    """Whether no registered model has this name (a server with basic auth answers 403, not 404, for one)."""
+    return not client.search_registered_models(filter_string=f"name = '{name}'")
 
 
 def plan(config: Config, options: Options, client, experiment_id: str) -> list[Planned]:
