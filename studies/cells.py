@@ -140,7 +140,8 @@ def _train_cell(study: Study, cell: str, gate_init: str, train_arrays, val_array
         trained = fit(model, train, epochs=settings.epochs, steps_per_epoch=steps, validation=validation)
         # The first epoch also compiles the graph; the others time training alone.
         steady = trained.epoch_seconds[1:] or trained.epoch_seconds
-        solved = [i for i, mse in enumerate(trained.history["val_loss"]) if mse < settings.solved_fraction * BASELINE_MSE]
+        solved_below = settings.solved_fraction * BASELINE_MSE
+        solved = [i for i, mse in enumerate(trained.history["val_loss"]) if mse < solved_below]
         final = {
             "val_mse": trained.last("val_loss"),
             "best_val_mse": min(trained.history["val_loss"]),

@@ -223,7 +223,8 @@ def rules(settings: Settings) -> list[Rule]:
             context=tuple(f"quadratic steps to target, {name}" for name in OPTIMIZERS)
                     + ("quadratic speed-up over GD, adam",),
             note=f"rotated quadratic, kappa {kappa}, {settings.dimension} parameters, exact gradients, momentum "
-                 f"{settings.momentum}; steps until the distance to the minimiser is {settings.quadratic_target:g} of its start, each "
+                 f"{settings.momentum}; steps until the distance to the minimiser is "
+                 f"{settings.quadratic_target:g} of its start, each "
                  f"optimizer at its best rate; 'by far' = more than 3x; {censored}",
         ),
         Rule(
@@ -292,7 +293,8 @@ def _body(settings: Settings, source: str, mlp: list[dict], quadratic: list[dict
         runs = {run["learning_rate"]: run for q in quadratic if q["optimizer"] == name for run in q["runs"]}
         lines.append(f"| {name} | " + " | ".join(str(runs[r]["steps_to_target"]) if r in runs else "-"
                                                  for r in quadratic_rates)
-                     + f" | {best_quadratic[name]['steps_to_target']} at lr {best_quadratic[name]['learning_rate']:g} |")
+                     + f" | {best_quadratic[name]['steps_to_target']} at lr "
+                       f"{best_quadratic[name]['learning_rate']:g} |")
     return "\n".join(lines)
 
 

@@ -11,9 +11,10 @@ from a batch larger than the group), then scales and shifts like BN.
 The batchnorm study's MLP, 128 units wide so that groups of 16 tile it (3x128
 sigmoid, plain SGD, batch 60, learning rate 0.5), learns fashion_mnist with no
 normalisation, with BN and with DBN between each affine map and its sigmoid; the
-study counts the steps each needs to reach a validation accuracy. It then times one training step of the same net as the width
-grows, for BN, for DBN in groups and for whitening a layer's units all at once,
-so the cost argument is measured rather than asserted.
+study counts the steps each needs to reach a validation accuracy. It then
+times one training step of the same net as the width grows, for BN, for DBN in
+groups and for whitening a layer's units all at once, so the cost argument is
+measured rather than asserted.
 """
 
 from __future__ import annotations
