@@ -224,7 +224,7 @@ def rules(settings: Settings) -> list[Rule]:
         ),
         Rule(
             name="whitening (DBN) reaches the target in fewer steps than BN",
-            paper="DBN converges faster than BN on an MLP and on CNNs (Huang et al. 2018, Figs. 3-4)",
+            paper="DBN converges faster than BN, on MLPs and on CNNs (Huang et al. 2018)",
             conditions=(Condition("speed-up of DBN over BN", ">", 1.0),),
             context=("steps to target, bn", "steps to target, dbn"),
             note=f"ZCA over groups of {settings.group_size} units, batch {settings.batch_size}; {censored}",
