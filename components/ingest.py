@@ -12,7 +12,6 @@ what the task is (classification or regression), and each split's digest.
 from __future__ import annotations
 
 import difflib
-import fcntl
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from components import examples as ex
 from components.records import STRING, Column, ShardWriter, digest
 from pipeline.artifacts import write_json
 from pipeline.config import ConfigError, DataConfig
+from pipeline.locks import exclusive
 from pipeline.names import SPEC_FILE, SPLITS
 
 
@@ -93,15 +93,9 @@ def ensure_prepared(source: Source, config: DataConfig) -> None:
     if _needs_download(builder):
         kwargs["download_config"] = _manual_download_config(source, config)
     # Two pipelines preparing one dataset at once would collide in TFDS's temporary directory.
-    lock_path = Path(builder.data_dir).parents[1] / f".{builder.name}.prepare.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            if not builder.is_prepared():
-                builder.download_and_prepare(**kwargs)
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with exclusive(Path(builder.data_dir).parents[1] / f".{builder.name}.prepare.lock"):
+        if not builder.is_prepared():
+            builder.download_and_prepare(**kwargs)
 
 
 def _manual_download_config(source: Source, config: DataConfig):

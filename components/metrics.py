@@ -35,10 +35,11 @@ class Classification:
         self.bin_count, self.bin_confidence, self.bin_correct = (np.zeros(ECE_BINS) for _ in range(3))
 
     def update(self, probabilities: np.ndarray, y_true: np.ndarray) -> None:
+        from sklearn.metrics import confusion_matrix
+
         y_true = np.asarray(y_true).astype(np.int64).reshape(-1)
         predicted = probabilities.argmax(axis=1)
-        in_range = (y_true >= 0) & (y_true < self.num_classes)
-        np.add.at(self.matrix, (y_true[in_range], predicted[in_range]), 1)
+        self.matrix += confusion_matrix(y_true, predicted, labels=np.arange(self.num_classes))
         picked = np.clip(probabilities[np.arange(len(y_true)), np.clip(y_true, 0, self.num_classes - 1)], 1e-12, 1.0)
         self.loss_sum += float(-np.log(picked).sum())
         k = min(self.top_k, self.num_classes)
@@ -57,15 +58,16 @@ class Classification:
         return int(self.matrix.sum())
 
     def result(self) -> dict[str, Any]:
+        from sklearn.metrics import precision_recall_fscore_support
+
         n = max(self.examples, 1)
         true_positive = np.diag(self.matrix).astype(np.float64)
-        predicted = self.matrix.sum(axis=0).astype(np.float64)
-        actual = self.matrix.sum(axis=1).astype(np.float64)
-        zeros = np.zeros(self.num_classes)
-        precision = np.divide(true_positive, predicted, out=zeros.copy(), where=predicted > 0)
-        recall = np.divide(true_positive, actual, out=zeros.copy(), where=actual > 0)
-        f1 = np.divide(2 * precision * recall, precision + recall, out=zeros.copy(), where=(precision + recall) > 0)
-        present = actual > 0
+        # scikit-learn's per-class figures, from the confusion matrix: each cell is one weighted (true, predicted) pair.
+        rows, columns = np.nonzero(self.matrix)
+        precision, recall, f1, actual = precision_recall_fscore_support(
+            rows, columns, labels=np.arange(self.num_classes), sample_weight=self.matrix[rows, columns],
+            zero_division=0.0) if len(rows) else (np.zeros(self.num_classes),) * 4
+        present = actual > 0  # macro averages over the classes the split holds
         filled = self.bin_count > 0
         ece = float(np.sum(self.bin_count[filled] / n * np.abs(self.bin_correct[filled] / self.bin_count[filled]
                                                                 - self.bin_confidence[filled] / self.bin_count[filled])))

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import console, tracking
+from pipeline import tracking
 from pipeline.config import ConfigError
 from pipeline.names import ALIAS_CHAMPION, CLASS_NAMES_FILE, INPUT_INFO_FILE
 

@@ -8,20 +8,19 @@ artifact is reused and recorded as cached, without importing TensorFlow.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import sys
 import time
 import traceback
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from pipeline import artifacts, console, system_metrics, tracking
 from pipeline.config import Config, ConfigError, flatten
 from pipeline.fingerprint import fingerprint
+from pipeline.locks import exclusive
 from pipeline.names import (
     ALIAS_CHAMPION,
     ARTIFACT_PROPERTIES,
@@ -167,16 +166,9 @@ def preflight(config: Config, steps: list[Planned], verbose: int = 1) -> None:
     ingest.check_selection(source, config.data)
 
 
-@contextmanager
-def _stage_lock(final: Path) -> Iterator[None]:
+def _stage_lock(final: Path):
     """One process at a time computes a given fingerprint; the others then find it cached."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with open(final.with_name(final.name + ".lock"), "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return exclusive(final.with_name(final.name + ".lock"))
 
 
 def import_tensorflow_quietly(verbose: int) -> None:

@@ -8,7 +8,6 @@ as MLflow users expect; with a SQLite URI the rest follows the database file.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import socket
 from contextlib import contextmanager
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from pipeline.locks import exclusive
 from pipeline.names import TAG_ERROR, TAG_KIND, TAG_PID
 
 # SQLite's default lock wait is 5 s: two pipelines writing to one store at once
@@ -114,14 +114,8 @@ def _store_lock() -> Iterator[None]:
     if _sqlite_path(tracking_uri()) is None:
         yield
         return
-    directory = store_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".setup.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with exclusive(store_dir() / ".setup.lock"):
+        yield
 
 
 def _ensure_experiment(client, experiment: str) -> str:

@@ -103,6 +103,18 @@ def test_batch_accumulated_metrics_equal_whole_split_metrics():
     assert result == expected
     assert expected["accuracy"] == pytest.approx(np.mean(probabilities.argmax(1) == labels))
     assert whole.result()["loss"] == pytest.approx(-np.mean(np.log(probabilities[np.arange(500), labels])))
+    # scikit-learn's per-class precision/recall/F1 equal the textbook formulas on the confusion matrix.
+    matrix = np.zeros((4, 4), dtype=int)
+    np.add.at(matrix, (labels, probabilities.argmax(1)), 1)
+    precision = np.diag(matrix) / np.maximum(matrix.sum(axis=0), 1)
+    recall = np.diag(matrix) / matrix.sum(axis=1)
+    f1 = 2 * precision * recall / np.where(precision + recall > 0, precision + recall, 1)
+    assert expected["confusion_matrix"] == matrix.tolist()
+    assert expected["per_class"]["precision"] == pytest.approx(precision.tolist())
+    assert expected["per_class"]["recall"] == pytest.approx(recall.tolist())
+    assert expected["per_class"]["f1"] == pytest.approx(f1.tolist())
+    assert expected["per_class"]["support"] == matrix.sum(axis=1).tolist()
+    assert expected["macro_f1"] == pytest.approx(f1.mean())
     truth = rng.normal(size=300)
     predicted = truth + rng.normal(0, 0.5, 300)
     regression = metrics.Regression(expected=300)
