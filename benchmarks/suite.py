@@ -269,7 +269,7 @@ def tracking_overhead(ws: Workspace, settings: Settings, results: Results, reque
         mark = ws.mark()
         figures = found[name] = ws.worker(ws.store("tracking"), "tracking", job, label=f"tracking-{name}")
         results.rows.append(_ratio_row(
-            f"4{suffix}", f"tracking: epoch with / without MLflow logging ({name})", figures["ratio"],
+            f"4{suffix}", f"tracking: epoch with / without MLflow logging and system metrics ({name})", figures["ratio"],
             figures["cpu_ratio"], "<= 1.02",
             f"epoch {figures['epoch_s_logged']:.3f} s vs {figures['epoch_s_plain']:.3f} s (medians); the logger held the "
             f"training thread {1000 * figures['held_per_fit_s']:.1f} ms a fit (one synchronous mlflow.log_metrics: "
