@@ -23,6 +23,8 @@ def test_fashion_mnist_comes_from_tfds_default_data_dir(tmp_path, fashion_mnist_
 
 def test_without_fashion_mnist_the_digits_stand_in_and_the_source_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "nowhere"))
+    # TFDS read TFDS_DATA_DIR once, on import (`make test` exports one that holds fashion_mnist).
+    monkeypatch.setattr("tensorflow_datasets.core.constants.DATA_DIR", str(tmp_path / "nowhere"))
     data = common.load_images(num_train=100, num_val=50, data_dir=str(tmp_path / "tfds"))
     assert data.dataset == "digits"
     assert data.source.startswith("FALLBACK")
