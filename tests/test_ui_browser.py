@@ -299,9 +299,12 @@ def test_ui_shows_runs_stages_trials_confusion_matrix_champion_picture_and_syste
                     expect(_link(page, stages[name])).to_have_text(name)
                 _shot(page, shots, "03-pipeline-run.png")
 
-                # 4. A stage run (train): its metrics, its parent pipeline run, the model it registered.
+                # 4. A stage run (train): its metrics, its parent pipeline run, the model it registered,
+                #    and the datasets it trained and validated on (the same ones the ingest run lists).
                 page.goto(f"{experiment}/runs/{stages['train'].info.run_id}")
                 expect(page.get_by_text("Parent run", exact=True)).to_be_visible()
+                for split in ("train", "validation"):
+                    expect(page.get_by_text(f"digits-{split}", exact=False).first).to_be_visible()
                 expect(_link(page, parent)).to_have_text(parent.info.run_name)
                 expect(page.get_by_text("val_accuracy", exact=True).first).to_be_visible()
                 expect(page.get_by_text("pipeline.stage", exact=True).first).to_be_visible()
