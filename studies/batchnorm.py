@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from studies.common import Study, fit, load_images, log_final, log_learning_curves
+from studies.common import Study, fit, load_images, log_final, log_learning_curves, stop_at
 from studies.report import Condition, Findings, Rule, pyplot, save_figure
 
 TITLE = "Batch normalization speeds training (Ioffe & Szegedy 2015)"
@@ -116,7 +116,7 @@ def _train_variant(study: Study, data, init_std: float | None, batch_norm: bool)
         # An "epoch" here is eval_every steps of the endless shuffled stream, not a pass over the data.
         train, _ = training_batches(data.x_train, data.y_train, batch_size=settings.batch_size, seed=study.seed)
         validation = evaluation_batches(data.x_val, data.y_val, batch_size=1_000)
-        callbacks = (_stop_at_target(settings.target_accuracy),) if settings.stop_at_target else ()
+        callbacks = (stop_at(settings.target_accuracy),) if settings.stop_at_target else ()
         trained = fit(model, train, epochs=settings.max_steps // settings.eval_every,
                       steps_per_epoch=settings.eval_every, validation=validation, callbacks=callbacks)
         accuracy = trained.history["val_accuracy"]
@@ -128,18 +128,6 @@ def _train_variant(study: Study, data, init_std: float | None, batch_norm: bool)
         log_learning_curves(trained)
     return {"variant": name, "batch_norm": batch_norm, "init": init_label(init_std),
             "steps_to_target": steps_to_target, "val_accuracy": accuracy, **final}
-
-
-def _stop_at_target(target: float):
-    """A callback that stops training once val_accuracy reaches `target`."""
-    import keras
-
-    class StopAtTarget(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs=None) -> None:
-            if (logs or {}).get("val_accuracy", 0.0) >= target:
-                self.model.stop_training = True
-
-    return StopAtTarget()
 
 
 def _compare(settings: Settings, rows: list[dict], init_std: float | None) -> dict:

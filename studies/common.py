@@ -336,3 +336,15 @@ def log_learning_curves(trained: Trained) -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         mlflow.log_artifact(str(plot_learning_curves(trained.history, Path(folder) / "learning_curves.png")))
+
+
+def stop_at(target: float):
+    """A Keras callback that stops training once val_accuracy reaches `target` (steps to it are what is compared)."""
+    import keras
+
+    class StopAt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs=None) -> None:
+            if (logs or {}).get("val_accuracy", 0.0) >= target:
+                self.model.stop_training = True
+
+    return StopAt()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from studies.common import Study, fit, load_images, log_final, log_learning_curves
+from studies.common import Study, fit, load_images, log_final, log_learning_curves, stop_at
 from studies.report import Condition, Findings, Rule, pyplot, save_figure
 
 TITLE = "Whitening vs batch normalization: steps to a target and seconds per step (Huang et al. 2018)"
@@ -153,7 +153,7 @@ def _train_variant(study: Study, data, norm: str) -> dict:
         validation = evaluation_batches(data.x_val, data.y_val, batch_size=1_000)
         trained = fit(model, train, epochs=settings.max_steps // settings.eval_every,
                       steps_per_epoch=settings.eval_every, validation=validation,
-                      callbacks=(_stop_at(settings.target_accuracy),))
+                      callbacks=(stop_at(settings.target_accuracy),))
         accuracy = trained.history["val_accuracy"]
         reached = next((i for i, value in enumerate(accuracy) if value >= settings.target_accuracy), None)
         row = {"norm": norm, "reached": reached is not None, "val_accuracy": accuracy,
@@ -163,18 +163,6 @@ def _train_variant(study: Study, data, norm: str) -> dict:
         log_final({"steps_to_target": row["steps_to_target"]})
         log_learning_curves(trained)
     return row
-
-
-def _stop_at(target: float):
-    """A callback that stops training once val_accuracy reaches `target` (only steps to it are compared)."""
-    import keras
-
-    class StopAt(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs=None) -> None:
-            if (logs or {}).get("val_accuracy", 0.0) >= target:
-                self.model.stop_training = True
-
-    return StopAt()
 
 
 def _time_step(study: Study, data, norm: str, width: int) -> dict:
