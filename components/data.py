@@ -28,11 +28,12 @@ def watched(metric: str, task: str) -> str:
     return "val_loss" if task == "regression" and metric == "val_accuracy" else metric
 
 
-def _split(transform: Artifact, split: str) -> tuple[list[str], tuple[records.Column, ...], int]:
+def _split(transform: Artifact, split: str) -> tuple[list[str], tuple[records.Column, ...], int, int]:
+    """(shard paths, columns, examples, examples per record) of a transformed split."""
     props = transform.properties
     paths = [str(transform.file(name)) for name in props["shards"][split]]
     columns = tuple(c for c in records.columns_from(props["columns"]) if c.name in (FEATURE, LABEL))
-    return paths, columns, int(props["counts"][split])
+    return paths, columns, int(props["counts"][split]), int(props.get("block", 0))
 
 
 def _pairs(batch):
@@ -47,10 +48,10 @@ def training_stream(transform: Artifact, *, batch_size: int, seed: int, shuffle_
     examples and 64 MiB), read by one iterator for the whole fit. Memory stays bounded by the buffer,
     whatever the size of the split.
     """
-    paths, columns, count = _split(transform, "train")
+    paths, columns, count, block = _split(transform, "train")
     size = _check_count(count, batch_size)
     buffer = records.shuffle_buffer(columns, min(shuffle_buffer, count))
-    stream = records.dataset(paths, columns, batch_size=size, shuffle=buffer, seed=seed, repeat=True)
+    stream = records.dataset(paths, columns, batch_size=size, shuffle=buffer, seed=seed, repeat=True, block=block)
     return stream.map(_pairs), math.ceil(count / size)
 
 
@@ -60,9 +61,9 @@ def evaluation_stream(transform: Artifact, split: str, *, batch_size: int):
     Each example is seen exactly once; pass the number as `validation_steps`, so Keras knows where
     the stream ends instead of running into its end.
     """
-    paths, columns, count = _split(transform, split)
+    paths, columns, count, block = _split(transform, split)
     size = _check_count(count, batch_size)
-    return records.dataset(paths, columns, batch_size=size).map(_pairs), math.ceil(count / size)
+    return records.dataset(paths, columns, batch_size=size, block=block).map(_pairs), math.ceil(count / size)
 
 
 def load_arrays(transform: Artifact, split: str, *, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -70,10 +71,10 @@ def load_arrays(transform: Artifact, split: str, *, limit: int = 0) -> tuple[np.
 
     For the benchmarks' in-memory baselines and small data only: the stages stream the shards.
     """
-    paths, columns, count = _split(transform, split)
+    paths, columns, count, block = _split(transform, split)
     wanted = min(limit, count) if limit else count
     xs, ys, held = [], [], 0
-    for batch in records.iterate(paths, columns, batch_size=4096):
+    for batch in records.iterate(paths, columns, batch_size=4096, block=block):
         xs.append(batch[FEATURE])
         ys.append(batch[LABEL])
         held += len(batch[LABEL])

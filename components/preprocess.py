@@ -28,6 +28,7 @@ from pipeline.config import DataConfig
 from pipeline.names import RAW_SAMPLE, SPLITS, STATISTICS_FILE, TRANSFORM_MODEL
 
 BATCH = 512  # examples transformed per step while adapting and materialising
+BLOCK = 128  # examples per record of the transformed shards (see records.ShardWriter)
 
 
 def _train_stream(examples: Artifact, spec: dict[str, Any]):
@@ -76,15 +77,15 @@ def build_transform(examples: Artifact, spec: dict[str, Any], statistics: dict[s
 
 def _materialize(examples: Artifact, spec: dict[str, Any], transform, split: str, out: Path,
                  core: Column) -> tuple[list[str], int]:
-    """Transform one split batch by batch and write it as shards of core inputs and labels."""
-    columns = [core, *(c for c in ex.columns(spec) if c.name in (ex.LABEL, ex.SLICE))]
+    """Transform one split batch by batch and write it as shards of core inputs and labels, in blocks."""
+    columns = [core, *(c for c in ex.columns(spec) if c.name == ex.LABEL)]
     stream = records.dataset(ex.paths(examples.path, spec, split), ex.columns(spec), batch_size=BATCH)
 
     def apply(batch):
         return {ex.FEATURE: transform(ex.raw_inputs(batch, spec)),
                 **{c.name: batch[c.name] for c in columns[1:]}}
 
-    with ShardWriter(out, split, columns) as writer:
+    with ShardWriter(out, split, columns, block=BLOCK) as writer:
         for batch in stream.map(apply).as_numpy_iterator():
             writer.write_batch(batch)
     return writer.files, writer.count
@@ -125,7 +126,8 @@ def run(examples: Artifact, statistics: Artifact, config: DataConfig, out: Path)
         "task": spec["task"],
         "num_classes": spec["num_classes"],
         "class_names": spec["class_names"],
-        "columns": [c.to_dict() for c in (core, *(c for c in ex.columns(spec) if c.name in (ex.LABEL, ex.SLICE)))],
+        "columns": [c.to_dict() for c in (core, *(c for c in ex.columns(spec) if c.name == ex.LABEL))],
+        "block": BLOCK,
         "shards": shards,
         "counts": counts,
         "digests": {split: records.digest(out, shards[split]) for split in SPLITS},

@@ -65,14 +65,23 @@ def _encode(value: Any, column: Column) -> bytes:
 
 
 class ShardWriter:
-    """Writes examples into `<directory>/<prefix>-NNNNN.tfrecord` shards of about SHARD_BYTES each."""
+    """Writes examples into `<directory>/<prefix>-NNNNN.tfrecord` shards of about SHARD_BYTES each.
 
-    def __init__(self, directory: Path, prefix: str, columns: Sequence[Column]):
+    With `block` > 0 each record holds up to `block` consecutive examples (numeric columns only: each
+    column's values concatenated): a reader then handles one tf.data element per block instead of one
+    per example, which is what makes streaming as cheap as reading from memory (see `dataset`).
+    """
+
+    def __init__(self, directory: Path, prefix: str, columns: Sequence[Column], *, block: int = 0):
         self.directory = Path(directory)
         self.prefix = prefix
         self.columns = tuple(columns)
+        self.block = block
+        if block and any(column.dtype == STRING for column in self.columns):
+            raise ValueError("block records hold numeric columns only")
         per_example = max(1, sum(column.nbytes for column in self.columns))
-        self.per_shard = max(1, SHARD_BYTES // per_example)
+        self.per_shard = max(1, SHARD_BYTES // (per_example * max(1, block)))
+        self._pending: list[dict[str, Any]] = []
         self.files: list[str] = []  # names of the finished shards, relative to directory
         self.count = 0
         self._writer = None
@@ -83,6 +92,8 @@ class ShardWriter:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
+        if exc_info[0] is None and self._pending:
+            self._write_record(self._pending)
         self._close_shard(keep=exc_info[0] is None)
 
     def write_batch(self, batch: dict[str, np.ndarray]) -> None:
@@ -92,6 +103,16 @@ class ShardWriter:
             self.write({column.name: batch[column.name][index] for column in self.columns})
 
     def write(self, example: dict[str, Any]) -> None:
+        self.count += 1
+        if not self.block:
+            self._write_record([example])
+            return
+        self._pending.append(example)
+        if len(self._pending) >= self.block:
+            self._write_record(self._pending)
+            self._pending = []
+
+    def _write_record(self, examples: list[dict[str, Any]]) -> None:
         import tensorflow as tf
 
         if self._writer is None or self._in_shard >= self.per_shard:
@@ -99,11 +120,11 @@ class ShardWriter:
             self._partial = self.directory / f"{self.prefix}-{len(self.files):05d}.tfrecord.partial"
             self._writer = tf.io.TFRecordWriter(str(self._partial))
             self._in_shard = 0
-        features = {column.name: tf.train.Feature(bytes_list=tf.train.BytesList(value=[_encode(example[column.name], column)]))
-                    for column in self.columns}
+        features = {column.name: tf.train.Feature(bytes_list=tf.train.BytesList(
+            value=[b"".join(_encode(example[column.name], column) for example in examples)]))
+            for column in self.columns}
         self._writer.write(tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString())
         self._in_shard += 1
-        self.count += 1
 
     def _close_shard(self, *, keep: bool) -> None:
         if self._writer is None:
@@ -132,7 +153,8 @@ def _parse(columns: Sequence[Column]):
     spec = {column.name: tf.io.FixedLenFeature([], tf.string) for column in columns}
 
     def parse(serialized):
-        raw = tf.io.parse_example(serialized, spec)
+        # A batch of per-example records, or one block record: either way rows come out stacked.
+        raw = tf.io.parse_example(tf.reshape(serialized, [-1]), spec)
         out = {}
         for column in columns:
             value = raw[column.name]
@@ -151,7 +173,7 @@ def shuffle_buffer(columns: Sequence[Column], examples: int) -> int:
 
 
 def dataset(paths: Sequence[Path | str], columns: Sequence[Column], *, batch_size: int, shuffle: int = 0,
-            seed: int | None = None, repeat: bool = False):
+            seed: int | None = None, repeat: bool = False, block: int = 0):
     """A tf.data pipeline of dict batches read from shards: bounded memory whatever the split's size.
 
     With `shuffle` > 0 the shard order and the examples (through a buffer of that many) are drawn
@@ -166,6 +188,9 @@ def dataset(paths: Sequence[Path | str], columns: Sequence[Column], *, batch_siz
     # One shard after another: a parallel interleave cost about twice the CPU per batch on two cores
     # (taken from training); the shuffled shard order and the buffer below mix the examples.
     records = files.flat_map(tf.data.TFRecordDataset)
+    if block:
+        batches = _blocks(records, columns, batch_size=batch_size, shuffle=shuffle, seed=seed, block=block)
+        return (batches.repeat() if repeat else batches).prefetch(tf.data.AUTOTUNE)
     if shuffle:
         records = records.shuffle(shuffle, seed=seed, reshuffle_each_iteration=True)
     batches = records.batch(batch_size).map(_parse(columns), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -174,9 +199,36 @@ def dataset(paths: Sequence[Path | str], columns: Sequence[Column], *, batch_siz
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
-def iterate(paths: Sequence[Path | str], columns: Sequence[Column], *, batch_size: int = 1024) -> Iterator[dict[str, np.ndarray]]:
+def _blocks(records, columns: Sequence[Column], *, batch_size: int, shuffle: int, seed: int | None, block: int):
+    """Batches from block records: blocks drawn through a buffer, then rows permuted within windows.
+
+    Half of the `shuffle` examples' memory holds shuffled blocks, half a window of consecutive rows
+    that is permuted afresh each pass (seeded); batches are then sliced from the windows. tf.data
+    handles one element per block and per batch, never per example.
+    """
+    import tensorflow as tf
+
+    parse = _parse(columns)
+    if not shuffle:
+        return records.map(parse).rebatch(batch_size)
+    window = max(batch_size, shuffle // 2)
+    blocks = records.shuffle(max(1, window // block), seed=seed, reshuffle_each_iteration=True).map(parse)
+    windows = tf.data.Dataset.zip((blocks.rebatch(window),
+                                   tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)))
+
+    def permute(rows, draw):
+        count = tf.shape(next(iter(rows.values())))[0]
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count), seed=tf.stack([draw, tf.constant(seed or 0, tf.int64)]))
+        return {name: tf.gather(value, order) for name, value in rows.items()}
+
+    return windows.map(permute).rebatch(batch_size)
+
+
+def iterate(paths: Sequence[Path | str], columns: Sequence[Column], *, batch_size: int = 1024,
+            block: int = 0) -> Iterator[dict[str, np.ndarray]]:
     """The split in order as NumPy batches (strings as Python str): for statistics and metrics."""
-    for batch in dataset(paths, columns, batch_size=batch_size).as_numpy_iterator():
+    for batch in dataset(paths, columns, batch_size=batch_size, block=block).as_numpy_iterator():
         yield {name: _as_text(value) if value.dtype == object else value for name, value in batch.items()}
 
 

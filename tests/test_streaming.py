@@ -38,17 +38,23 @@ def test_a_failed_write_leaves_no_shard(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_training_stream_sees_every_example_once_per_pass(tmp_path):
+@pytest.mark.parametrize("block", [0, 6])  # one example per record, or blocks of 6 (the last one partial)
+def test_the_training_stream_sees_every_example_once_per_pass(tmp_path, block):
     columns = (records.Column("x", "float32", (1,)), records.Column("y", "int64"))
-    with records.ShardWriter(tmp_path, "train", columns) as writer:
+    with records.ShardWriter(tmp_path, "train", columns, block=block) as writer:
         writer.write_batch({"x": np.arange(40, dtype=np.float32)[:, None], "y": np.arange(40)})
+    assert writer.count == 40
+    ordered = list(records.iterate([tmp_path / f for f in writer.files], columns, batch_size=16, block=block))
+    assert [len(b["y"]) for b in ordered] == [16, 16, 8]
+    assert np.array_equal(np.concatenate([b["x"][:, 0] for b in ordered]), np.arange(40))
     stream = records.dataset([tmp_path / f for f in writer.files], columns, batch_size=8, shuffle=16, seed=1,
-                             repeat=True)
+                             repeat=True, block=block)
     seen = [batch["y"].numpy() for batch, _ in zip(stream, range(10))]
     first, second = np.concatenate(seen[:5]), np.concatenate(seen[5:])
     assert sorted(first) == list(range(40)) and sorted(second) == list(range(40))
     assert not np.array_equal(first, second)  # reshuffled each pass
-    again = records.dataset([tmp_path / f for f in writer.files], columns, batch_size=8, shuffle=16, seed=1, repeat=True)
+    again = records.dataset([tmp_path / f for f in writer.files], columns, batch_size=8, shuffle=16, seed=1, repeat=True,
+                            block=block)
     assert np.array_equal(np.concatenate([b["y"].numpy() for b, _ in zip(again, range(5))]), first)  # seeded
 
 
