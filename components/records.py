@@ -202,16 +202,17 @@ def dataset(paths: Sequence[Path | str], columns: Sequence[Column], *, batch_siz
 def _blocks(records, columns: Sequence[Column], *, batch_size: int, shuffle: int, seed: int | None, block: int):
     """Batches from block records: blocks drawn through a buffer, then rows permuted within windows.
 
-    Half of the `shuffle` examples' memory holds shuffled blocks, half a window of consecutive rows
-    that is permuted afresh each pass (seeded); batches are then sliced from the windows. tf.data
-    handles one element per block and per batch, never per example.
+    A quarter of the `shuffle` examples' memory holds shuffled blocks, a quarter a window of rows
+    that is permuted afresh each pass (seeded), which leaves room for the window's permuted copy and
+    the batches being sliced from it: memory stays within the buffer's bound. tf.data handles one
+    element per block and per batch, never per example.
     """
     import tensorflow as tf
 
     parse = _parse(columns)
     if not shuffle:
         return records.map(parse).rebatch(batch_size)
-    window = max(batch_size, shuffle // 2)
+    window = max(batch_size, shuffle // 4)
     blocks = records.shuffle(max(1, window // block), seed=seed, reshuffle_each_iteration=True).map(parse)
     windows = tf.data.Dataset.zip((blocks.rebatch(window),
                                    tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)))
