@@ -252,8 +252,17 @@ def _copy_metrics(client, source_run_id: str | None, target_run_id: str) -> None
     Not its system metrics: those describe the machine while that run computed, not this run."""
     if not source_run_id:
         return
-    metrics = {k: v for k, v in client.get_run(source_run_id).data.metrics.items()
-               if not k.startswith(system_metrics.PREFIX)}
+    from mlflow.exceptions import MlflowException
+
+    try:
+        source = client.get_run(source_run_id)
+    except MlflowException:
+        # The artifact was sealed by a run of another tracking store sharing this store directory:
+        # the artifact is still valid (fingerprinted), its producer's metrics are just not here.
+        console.warn(f"the run {source_run_id} that produced this cached artifact is not in this tracking store; "
+                     "its metrics are not copied")
+        return
+    metrics = {k: v for k, v in source.data.metrics.items() if not k.startswith(system_metrics.PREFIX)}
     if metrics:
         from mlflow.entities import Metric
 

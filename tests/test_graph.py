@@ -17,12 +17,7 @@ import pytest
 from pipeline import graph
 from pipeline.names import STAGES, TAG_ERROR, TAG_FINGERPRINT, TAG_KIND, TAG_STAGE
 from pipeline.system_metrics import PREFIX as SYSTEM_METRICS_PREFIX, SAMPLED_STAGES
-
-# The reliability suite's diverging model (tests/reliability/test_failures.py): large initial weights and SGD
-# steps of 10 overflow the loss within an epoch, so train fails after four computed stages.
-DIVERGENT = ("--set", "tune.enabled=false", "--set", "train.epochs=3", "--set", "train.optimizer=sgd",
-             "--set", "train.learning_rate=10", "--set", "model.init_std=1.0", "--set", "model.layers=3",
-             "--set", "model.batch_norm=false", "--set", "model.dropout=0", "-q")
+from tests.overrides import DIVERGENT  # train fails after four computed stages
 
 
 def _rgb(hex_colour: str) -> tuple[int, int, int]:

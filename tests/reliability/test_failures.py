@@ -9,13 +9,10 @@ import threading
 import pytest
 
 from pipeline.names import STAGES, TAG_CACHED, TAG_KIND, TAG_STAGE
+from tests.overrides import DIVERGENT
 
 pytestmark = pytest.mark.slow
 
-# An MLP whose weights start large (std 1) and take plain SGD steps of 10: the loss overflows within an epoch.
-DIVERGENT = ("--set", "tune.enabled=false", "--set", "train.epochs=3", "--set", "train.optimizer=sgd",
-             "--set", "train.learning_rate=10", "--set", "model.init_std=1.0", "--set", "model.layers=3",
-             "--set", "model.batch_norm=false", "--set", "model.dropout=0", "-q")
 # Long enough to be stopped mid-training; early stopping off so the epoch count is known.
 LONG = ("--set", "tune.enabled=false", "--set", "train.epochs=60", "--set", "train.early_stopping_patience=0",
         "--set", "evaluate.min_accuracy=0")
