@@ -206,41 +206,46 @@ def _run_stage(step: Planned, config: Config, options: Options, inputs: dict[str
 
 
 def _execute(config: Config, options: Options, steps: list[Planned], client, parent_id: str) -> list[Outcome]:
+    done: dict[str, artifacts.Artifact] = {}
+    return [execute_stage(step, index, len(steps), config, options, client, done, parent_id)
+            for index, step in enumerate(steps, start=1)]
+
+
+def execute_stage(step: Planned, index: int, total: int, config: Config, options: Options, client,
+                  done: dict[str, artifacts.Artifact], parent_id: str) -> Outcome:
+    """One stage as a run nested under `parent_id`: computed, or recorded as cached. `done` holds the
+    upstream artifacts and receives this one. The in-process run calls it per stage; so does each KFP task."""
     import mlflow
 
-    done: dict[str, artifacts.Artifact] = {}
-    outcomes: list[Outcome] = []
-    for index, step in enumerate(steps, start=1):
-        name = step.stage.name
-        console.stage_start(index, len(steps), name)
-        started = time.perf_counter()
-        tags = {TAG_STAGE: name, TAG_FINGERPRINT: step.fingerprint, TAG_ARTIFACT_DIR: str(step.final),
-                **tracking.process_tags("stage")}
-        # Not a `with` block: MLflow's context manager would end the run FAILED on Ctrl-C; run_pipeline
-        # ends every active run with the right status (FAILED or KILLED) when a stage raises.
-        # System metrics come from system_metrics.sampled below, not from MLflow's switch for every run.
-        run = mlflow.start_run(run_name=name, nested=True, tags=tags, log_system_metrics=False)
-        tracking.log_params(flatten_sections(config, step.stage.sections))
-        if step.cached is None:
-            with _stage_lock(step.final):
-                sealed = None if options.no_cache or options.from_stage else _sealed_meanwhile(step)
-                if sealed is not None:  # another process finished it while we waited for the lock
-                    step.cached, step.cached_run_id = sealed, sealed.producer_run_id
-                else:
-                    with system_metrics.sampled(config, name, run.info.run_id, options.verbose):
-                        done[name] = _run_stage(step, config, options, done, run.info.run_id)
-        if step.cached is not None:
-            done[name] = step.cached
-            mlflow.set_tags({TAG_CACHED: "true", TAG_CACHED_FROM: step.cached_run_id or ""})
-            _copy_metrics(client, step.cached_run_id, run.info.run_id)
-        else:
-            mlflow.set_tag(TAG_CACHED, "false")
-        mlflow.log_dict(json.loads(json.dumps(done[name].properties, default=str)), ARTIFACT_PROPERTIES)
-        mlflow.end_run("FINISHED")
-        seconds = time.perf_counter() - started
-        outcomes.append(Outcome(name, step.cached is not None, seconds, run.info.run_id, done[name].properties))
-        console.stage_end(index, len(steps), name, step.cached is not None, seconds, done[name].properties)
-    return outcomes
+    name = step.stage.name
+    console.stage_start(index, total, name)
+    started = time.perf_counter()
+    tags = {TAG_STAGE: name, TAG_FINGERPRINT: step.fingerprint, TAG_ARTIFACT_DIR: str(step.final),
+            **tracking.process_tags("stage")}
+    # Not a `with` block: MLflow's context manager would end the run FAILED on Ctrl-C; run_pipeline
+    # ends every active run with the right status (FAILED or KILLED) when a stage raises.
+    # System metrics come from system_metrics.sampled below, not from MLflow's switch for every run.
+    run = mlflow.start_run(run_name=name, nested=True, parent_run_id=parent_id, tags=tags, log_system_metrics=False)
+    tracking.log_params(flatten_sections(config, step.stage.sections))
+    if step.cached is None:
+        with _stage_lock(step.final):
+            sealed = None if options.no_cache or options.from_stage else _sealed_meanwhile(step)
+            if sealed is not None:  # another process finished it while we waited for the lock
+                step.cached, step.cached_run_id = sealed, sealed.producer_run_id
+            else:
+                with system_metrics.sampled(config, name, run.info.run_id, options.verbose):
+                    done[name] = _run_stage(step, config, options, done, run.info.run_id)
+    if step.cached is not None:
+        done[name] = step.cached
+        mlflow.set_tags({TAG_CACHED: "true", TAG_CACHED_FROM: step.cached_run_id or ""})
+        _copy_metrics(client, step.cached_run_id, run.info.run_id)
+    else:
+        mlflow.set_tag(TAG_CACHED, "false")
+    mlflow.log_dict(json.loads(json.dumps(done[name].properties, default=str)), ARTIFACT_PROPERTIES)
+    mlflow.end_run("FINISHED")
+    seconds = time.perf_counter() - started
+    console.stage_end(index, total, name, step.cached is not None, seconds, done[name].properties)
+    return Outcome(name, step.cached is not None, seconds, run.info.run_id, done[name].properties)
 
 
 def flatten_sections(config: Config, sections: tuple[str, ...]) -> dict[str, Any]:
