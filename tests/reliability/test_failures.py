@@ -48,6 +48,8 @@ def _run_until(process, marker: str, timeout: float = 300) -> str:
 
 def test_divergence_fails_train_and_the_pipeline_and_pushes_nothing(store, tally, count_running):
     result = store.cli("run", *DIVERGENT)
+    tally["stores_checked"] += 1
+    tally["left_running"] += count_running(store)
     assert result.returncode == 1
     assert "training diverged" in result.stderr and "lower train.learning_rate" in result.stderr
     assert "Traceback" not in result.stderr
@@ -61,8 +63,6 @@ def test_divergence_fails_train_and_the_pipeline_and_pushes_nothing(store, tally
     assert not (store.root / "serving").exists()
     assert not [p for p in (store.root / "pipeline" / "digits" / "train").iterdir() if p.is_dir()
                 and not p.name.endswith(".partial")], "a diverged model was sealed as an artifact"
-    tally["stores_checked"] += 1
-    tally["left_running"] += count_running(store)
 
 
 def test_sigkill_mid_training_resumes_from_the_last_epoch(store, tally, count_running):
@@ -76,6 +76,8 @@ def test_sigkill_mid_training_resumes_from_the_last_epoch(store, tally, count_ru
     assert [p.name for p in train_dir.iterdir() if p.is_dir() and not p.name.endswith(".partial")] == []
 
     again = store.cli("run", *LONG)
+    tally["stores_checked"] += 1
+    tally["left_running"] += count_running(store)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resuming from the last completed epoch" in again.stderr
     assert "[5/7] train: done" in again.stderr  # the partial attempt was not taken for a finished artifact
@@ -90,8 +92,6 @@ def test_sigkill_mid_training_resumes_from_the_last_epoch(store, tally, count_ru
     assert len(steps) == 60 - steps[0]
     finals = [p for p in train_dir.iterdir() if p.is_dir() and not p.name.endswith(".partial")]
     assert len(finals) == 1 and (finals[0] / "model.keras").is_file() and (finals[0] / "artifact.json").is_file()
-    tally["stores_checked"] += 1
-    tally["left_running"] += count_running(store)
 
 
 def test_ctrl_c_marks_the_runs_killed_and_exits_130(store, tally, count_running):
@@ -99,14 +99,14 @@ def test_ctrl_c_marks_the_runs_killed_and_exits_130(store, tally, count_running)
     _run_until(process, "Epoch 3/60")
     process.send_signal(signal.SIGINT)
     output = process.communicate(timeout=120)[0]
+    tally["stores_checked"] += 1
+    tally["left_running"] += count_running(store)
     assert process.returncode == 130, output[-3000:]
     assert "interrupted" in output and "Traceback" not in output
     client = store.client()
     (parent,) = _parents(client)
     (train,) = _stage_runs(client, "train")
     assert parent.info.status == "KILLED" and train.info.status == "KILLED"
-    tally["stores_checked"] += 1
-    tally["left_running"] += count_running(store)
 
 
 def test_a_corrupted_cached_artifact_is_detected_and_recomputed(store, fast, tally, count_running):
@@ -119,22 +119,24 @@ def test_a_corrupted_cached_artifact_is_detected_and_recomputed(store, fast, tal
     target.write_bytes(bytes(data))
 
     again = store.cli("run", *fast)
+    used = re.search(r"^ingest\s+True", again.stderr, re.M) is not None  # the summary table's cached column
+    tally["corrupt_used"] += int(used)
+    tally["stores_checked"] += 1
+    tally["left_running"] += count_running(store)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "ingest: cached artifact rejected, recomputing" in again.stderr
     assert "train-00000.tfrecord does not match its sha256" in again.stderr
-    used = re.search(r"^ingest\s+True", again.stderr, re.M) is not None  # the summary table's cached column
-    tally["corrupt_used"] += int(used)
     assert not used and re.search(r"^ingest\s+False", again.stderr, re.M)
     from pipeline.artifacts import load
 
     load(examples)  # recomputed in place: verifies again
-    tally["stores_checked"] += 1
-    tally["left_running"] += count_running(store)
 
 
 def test_two_pipelines_on_one_store_at_once_both_finish(store, fast, tally, count_running):
     processes = [store.popen("run", *fast) for _ in range(2)]
     outputs = [p.communicate(timeout=600)[0] for p in processes]
+    tally["stores_checked"] += 1
+    tally["left_running"] += count_running(store)
     for process, output in zip(processes, outputs):
         assert process.returncode == 0, output[-3000:]
         assert "database is locked" not in output
@@ -150,5 +152,3 @@ def test_two_pipelines_on_one_store_at_once_both_finish(store, fast, tally, coun
         computed = [r for r in _stage_runs(client, stage) if r.data.tags.get(TAG_CACHED) == "false"]
         assert len(computed) == 1, (stage, len(computed))
     assert len(client.search_model_versions("name = 'digits'")) == 1
-    tally["stores_checked"] += 1
-    tally["left_running"] += count_running(store)
