@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline.config import flatten, load_config
 from pipeline.names import ALIAS_CHAMPION, STAGES, TAG_CACHED, TAG_KIND, TAG_STAGE
 
 pytestmark = pytest.mark.slow
@@ -45,7 +46,8 @@ def test_one_parent_run_with_seven_nested_stage_runs(recorded):
     assert len(parents) == 2  # the first run and the cached re-run
     first = parents[0]
     assert first.info.status == "FINISHED"
-    assert first.data.params["train.epochs"] == "40"  # the whole resolved config is logged flat
+    resolved = {key: str(value) for key, value in flatten(load_config()).items()}
+    assert resolved.items() <= first.data.params.items()  # the whole resolved config, logged flat
     stages = [r for r in _children(client, experiment_id, first.info.run_id) if r.data.tags.get(TAG_KIND) == "stage"]
     assert sorted(r.data.tags[TAG_STAGE] for r in stages) == sorted(STAGES)
     assert all(r.info.status == "FINISHED" for r in stages)
@@ -135,12 +137,3 @@ def test_second_run_is_fully_cached_and_fast(recorded, default_run):
         f"cached re-run took {default_run.second.seconds:.1f}s, first run {default_run.first.seconds:.1f}s")
     versions = client.search_model_versions("name = 'digits'")
     assert len(versions) == 1  # the cached push registered nothing new
-
-
-@pytest.mark.parametrize(("override", "key"), [("train.epochs=0", "train.epochs"), ("model.dropout=1.5", "model.dropout")])
-def test_bad_config_exits_2_and_writes_nothing(store, override, key):
-    result = store.cli("run", "--set", override, timeout=120)
-    assert result.returncode == 2
-    assert key in result.stderr and "Traceback" not in result.stderr
-    assert not (store.root / "mlflow.db").exists()
-    assert not (store.root / "pipeline").exists()
