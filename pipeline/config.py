@@ -103,6 +103,7 @@ class TuneConfig:
     max_epochs: int = 6  # epochs per trial (hyperband: the largest bracket)
     executions_per_trial: int = 1  # models trained per trial, averaged
     early_stopping_patience: int = 2  # early stopping inside a trial, 0 = off
+    workers: int | str = 1  # trials run at once, each in a process of its own; "auto" = one per usable core
     space: dict[str, Any] = field(default_factory=dict)  # [model]/[train] key -> choices or [low, high]
 
 
@@ -240,6 +241,10 @@ def _coerce(section: str, key: str, value: Any, expected: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, item) and not isinstance(v, bool) for v in value):
             raise ConfigError(f"{where} must be a list of {'strings' if item is str else 'integers'}, got {value!r}")
         return list(value)
+    if expected == int | str:  # a count, or "auto"
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        raise ConfigError(f"{where} must be a whole number or \"auto\", got {value!r}")
     if isinstance(value, dict):
         return dict(value)
     raise ConfigError(f"{where} must be a table of hyperparameter choices, got {value!r}")
@@ -272,6 +277,8 @@ def _check_value(section: str, key: str, value: Any) -> None:
             if len([part for part in cross.split("*") if part]) < 2:
                 raise ConfigError(f"{where} has {cross!r}; write a cross as two or more column names joined "
                                   "by '*', e.g. \"sex*pclass\"")
+    if section == "tune" and key == "workers" and value != "auto" and not 1 <= value <= 256:
+        raise ConfigError(f"{where} = {value!r} is out of range: allowed 1 to 256, or \"auto\" (one per usable core)")
     if section == "pipeline" and key == "name" and not _NAME_RE.match(value):
         raise ConfigError(
             f"pipeline.name = {value!r} is not a valid name: use letters, digits, '_', '-' or '.', "
