@@ -400,6 +400,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return config
 
 
+def from_dict(data: dict[str, dict[str, Any]]) -> Config:
+    """A Config from `Config.to_dict()` output (another process's resolved config), validated again."""
+    config = Config(**{name: _build_section(name, data.get(name, {})) for name in _SECTION_TYPES})
+    _check_consistency(config)
+    return config
+
+
 def check_stage(name: str) -> str:
     if name not in STAGES:
         raise ConfigError(f"unknown stage {name!r}; stages are: {', '.join(STAGES)}")
