@@ -25,6 +25,7 @@ EXAMPLES = {
     "show": "pipeline show --json   |   pipeline show --graph --out graph.png > graph.mmd",
     "study": "pipeline study batchnorm --quick",
     "predict": "pipeline predict digit.png   |   pipeline predict --name clinc_oos 'book a table for two'",
+    "compile": "pipeline compile --target kfp --image registry.example.com/deeplearning-tf:0.1.0 -o pipeline.yaml",
 }
 
 
@@ -47,16 +48,20 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", default=None,
-                        help=f"TOML config (default: {DEFAULT_CONFIG.relative_to(DEFAULT_CONFIG.parents[2])})")
-    parser.add_argument("--set", dest="overrides", metavar="SECTION.KEY=VALUE", action="append", default=[],
-                        help="override one config key; repeatable (e.g. --set train.epochs=5)")
+    _add_config_file_options(parser)
     parser.add_argument("--no-cache", action="store_true", help="recompute every stage instead of reusing cached ones")
     parser.add_argument("--from", dest="from_stage", metavar="STAGE", default=None,
                         help=f"recompute this stage and those after it; one of: {', '.join(STAGES)}")
     parser.add_argument("--hparams", metavar="FILE.json", default=None,
                         help="fixed hyperparameters (JSON object of [model]/[train] keys): skips the search")
     _add_verbosity(parser)
+
+
+def _add_config_file_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help=f"TOML config (default: {DEFAULT_CONFIG.relative_to(DEFAULT_CONFIG.parents[2])})")
+    parser.add_argument("--set", dest="overrides", metavar="SECTION.KEY=VALUE", action="append", default=[],
+                        help="override one config key; repeatable (e.g. --set train.epochs=5)")
 
 
 def _add_verbosity(parser: argparse.ArgumentParser) -> None:
@@ -127,6 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--out", metavar="FILE.png", default="pipeline_graph.png",
                       help="where --graph writes the PNG")
     _add_verbosity(show)
+    compile_ = commands.add_parser("compile", help="write the pipeline for an orchestrator (Kubeflow Pipelines v2)",
+                                   epilog=f"Example: {EXAMPLES['compile']}", formatter_class=_Formatter)
+    compile_.add_argument("--target", choices=("kfp",), default="kfp",
+                          help="the orchestrator: kfp = a Kubeflow Pipelines v2 YAML (needs the [kfp] extra)")
+    _add_config_file_options(compile_)
+    compile_.add_argument("--image", default=None,
+                          help="the container image every task runs in, with the project installed "
+                               "(default: deeplearning-tf:0.1.0)")
+    compile_.add_argument("--tune-workers", type=int, default=0, metavar="N",
+                          help="distributed tuning: one chief task and N KerasTuner worker tasks (0: one tune task)")
+    compile_.add_argument("--oracle-port", type=int, default=8000, help="with --tune-workers: the chief's oracle port")
+    compile_.add_argument("-o", "--output", metavar="FILE.yaml", default="pipeline.yaml", help="where the YAML goes")
+    _add_verbosity(compile_)
     return parser
 
 
@@ -176,6 +194,21 @@ def _distribution(args: argparse.Namespace, role: str) -> tuple[str, str]:
     if args.hparams or args.no_cache or args.from_stage:
         raise ConfigError("--role chief/worker runs a search: it does not combine with --hparams, --no-cache or --from")
     return oracle, tuner_id
+
+
+def _command_compile(args: argparse.Namespace) -> int:
+    try:
+        from pipeline import kubeflow
+    except ImportError as exc:
+        raise ConfigError(f"--target kfp needs the kfp package ({exc}): pip install -e '.[kfp]'") from None
+
+    output = kubeflow.compile_pipeline(args.config, args.overrides, Path(args.output),
+                                       image=args.image or kubeflow.DEFAULT_IMAGE, tune_workers=args.tune_workers,
+                                       oracle_port=args.oracle_port)
+    console.info(f"wrote {output}: a Kubeflow Pipelines v2 pipeline of the {len(STAGES)} stages "
+                 f"(image {args.image or kubeflow.DEFAULT_IMAGE}"
+                 f"{f', tune as a chief and {args.tune_workers} workers' if args.tune_workers else ''})")
+    return 0
 
 
 def _command_study(args: argparse.Namespace) -> int:
@@ -232,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
             return command(args.inputs, args.model, args.name, args.top, args.json)
         if args.command == "study":
             return _command_study(args)
+        if args.command == "compile":
+            return _command_compile(args)
         if args.command == "show":
             from pipeline.show import show
 
