@@ -91,11 +91,14 @@ def test_dropout_narrows_the_gap_and_too_much_underfits(run_quick):
 
 
 @pytest.mark.slow
-def test_dropout_regime_runs_both_variants_on_every_test_image(run_quick):
+def test_dropout_regime_runs_both_variants_on_every_test_image(run_quick, fashion_mnist_dir):
+    import tensorflow_datasets as tfds
+
     run = run_quick("dropout_regime")
     check_payload(run)
     check_tracking(run, cells=2)
-    assert "test (all 10,000)" in run.payload["data"]
+    test_images = tfds.builder("fashion_mnist", data_dir=fashion_mnist_dir).info.splits["test"].num_examples
+    assert f"test (all {test_images:,})" in run.payload["data"]
     errors = [run.payload["measures"][f"test_error %, {v}"]["mean"] for v in ("standard", "dropout")]
     assert all(0 < error < 50 for error in errors)  # both learned: well under chance's 90%
 
