@@ -32,6 +32,11 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "digits.toml"
 
 
+# How `fit` spreads over devices: one device, tf.distribute.MirroredStrategy over this machine's devices,
+# or tf.distribute.MultiWorkerMirroredStrategy over the cluster in the TF_CONFIG environment variable.
+DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
+
+
 class ConfigError(ValueError):
     """A config problem the user must fix; the CLI prints it and exits 2."""
 
@@ -92,6 +97,7 @@ class TrainConfig:
     early_stopping_patience: int = 3  # epochs without improvement of `monitor` before stopping, 0 = off
     shuffle_buffer: int = 10000  # examples held to shuffle the streamed training data (capped at 64 MiB)
     monitor: str = "val_loss"  # val_loss | val_accuracy: what early stopping watches and restores the best of
+    distribution: str = "none"  # none | mirrored (this machine's devices) | multi_worker (the machines TF_CONFIG names)
 
 
 @dataclass(frozen=True)
@@ -166,6 +172,7 @@ _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("tune", "objective"): TUNE_OBJECTIVES,
     ("data", "task"): TASKS,
     ("train", "monitor"): TUNE_OBJECTIVES,
+    ("train", "distribution"): DISTRIBUTIONS,
 }
 
 # key -> (low, high, low_inclusive, high_inclusive, human-readable range)
