@@ -169,8 +169,12 @@ def compile_pipeline(config_path: str | None, overrides: list[str], output: Path
 def run_local(path: Path, pipeline_root: Path, **arguments) -> None:
     """Run a compiled YAML with KFP's local subprocess runner, in this Python (which has the project
     installed), one task after another; raises if a task fails."""
+    import warnings
+
     import kfp.local
     from kfp import components
 
+    # The subprocess runner warns about any image without "python" in its name; here the image is not used.
+    warnings.filterwarnings("ignore", message="You may be attemping to run a task", category=RuntimeWarning)
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
     components.load_component_from_file(str(path))(**arguments)

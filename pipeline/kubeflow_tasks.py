@@ -228,6 +228,8 @@ def finish(settings: dict[str, Any], *, job: str, state: str, error: str) -> Non
 
     from pipeline.show import _properties
 
+    # Reading the stages' properties must not draw MLflow's download progress bars into the task's log.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     context = _open(settings)
     found = context.client.search_runs([context.experiment_id], filter_string=f"tags.`{TAG_KFP_JOB}` = '{job}'",
                                        max_results=1)
