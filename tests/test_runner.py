@@ -11,11 +11,17 @@ import pytest
 from pipeline import artifacts, runner, tracking
 from pipeline.config import Config
 from pipeline.names import STAGES, TAG_ARTIFACT_DIR, TAG_FINGERPRINT, TAG_STAGE
+from tests.stores import blank_store, copy_store
+
+
+@pytest.fixture(scope="module")
+def blank(tmp_path_factory) -> Path:
+    return blank_store(tmp_path_factory.mktemp("blank"))
 
 
 @pytest.fixture()
-def client(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def client(tmp_path, blank):
+    uri = copy_store(blank, tmp_path)
     mlflow.set_tracking_uri(uri)
     yield mlflow.MlflowClient(uri)
     mlflow.set_tracking_uri(None)
@@ -69,8 +75,8 @@ def _seal_finished(client, experiment_id: str, step, status: str = "FINISHED") -
     return run_id
 
 
-def _finish_pipeline(root: Path, until_stage: str = "push", status: str = "FINISHED") -> Finished:
-    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+def _finish_pipeline(blank: Path, root: Path, until_stage: str = "push", status: str = "FINISHED") -> Finished:
+    client = mlflow.MlflowClient(copy_store(blank, root))
     config = Config()
     experiment_id = client.create_experiment(config.pipeline.name)
     with pytest.MonkeyPatch.context() as patch:
@@ -81,9 +87,9 @@ def _finish_pipeline(root: Path, until_stage: str = "push", status: str = "FINIS
 
 
 @pytest.fixture(scope="module")
-def finished_store(tmp_path_factory) -> Finished:
+def finished_store(tmp_path_factory, blank) -> Finished:
     """One finished pipeline, shared by the tests that only read it."""
-    return _finish_pipeline(tmp_path_factory.mktemp("finished"))
+    return _finish_pipeline(blank, tmp_path_factory.mktemp("finished"))
 
 
 @pytest.fixture()
@@ -131,14 +137,14 @@ def test_a_changed_config_section_recomputes_the_stages_that_read_it_and_their_d
         "tune": False, "train": False, "evaluate": False, "push": False}
 
 
-def test_a_run_that_did_not_finish_is_not_a_cache_hit(tmp_path, monkeypatch):
-    failed = _finish_pipeline(tmp_path, until_stage="ingest", status="FAILED")
+def test_a_run_that_did_not_finish_is_not_a_cache_hit(blank, tmp_path, monkeypatch):
+    failed = _finish_pipeline(blank, tmp_path, until_stage="ingest", status="FAILED")
     monkeypatch.setenv(tracking.STORE_ENV, str(tmp_path))
     assert failed.reused(runner.Options(until_stage="ingest")) == {"ingest": False}
 
 
-def test_a_corrupt_cached_artifact_is_not_reused(tmp_path, monkeypatch, capsys):
-    finished = _finish_pipeline(tmp_path, until_stage="preprocess")
+def test_a_corrupt_cached_artifact_is_not_reused(blank, tmp_path, monkeypatch, capsys):
+    finished = _finish_pipeline(blank, tmp_path, until_stage="preprocess")
     monkeypatch.setenv(tracking.STORE_ENV, str(tmp_path))
     _, validate, _ = runner.plan(finished.config, runner.Options(until_stage="preprocess"), finished.client,
                                  finished.experiment_id)
