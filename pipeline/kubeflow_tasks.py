@@ -16,6 +16,7 @@ Nothing here imports kfp: these functions run in the project's image with what K
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import tempfile
@@ -23,7 +24,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from pipeline import artifacts, console, tracking
@@ -86,17 +87,22 @@ def _load(text: str, overrides: list[str]) -> Config:
         return load_config(path, list(overrides))
 
 
-def _exit_on(exc: BaseException) -> SystemExit:
-    """The CLI's exit codes for a task: 2 for a usage or config error, 130 interrupted, 1 otherwise."""
-    if isinstance(exc, ConfigError):
-        console.error(str(exc))
-        return SystemExit(EXIT_USAGE)
-    if isinstance(exc, KeyboardInterrupt):
-        return SystemExit(EXIT_INTERRUPTED)
-    console.error(f"{type(exc).__name__}: {exc}")
-    return SystemExit(EXIT_FAILED)
+def _task(function: Callable[..., Any]) -> Callable[..., Any]:
+    """A task ends as the CLI does: a config error is one line and exit 2, an interrupt exit 130."""
+    @functools.wraps(function)
+    def task(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except ConfigError as exc:
+            console.error(str(exc))
+            raise SystemExit(EXIT_USAGE) from None
+        except KeyboardInterrupt:
+            console.error("interrupted")
+            raise SystemExit(EXIT_INTERRUPTED) from None
+    return task
 
 
+@_task
 def start(settings: dict[str, Any], *, no_cache: bool, from_stage: str, job: str) -> dict[str, Any]:
     """Check the config and the dataset, then open the parent run; returns the settings every stage task takes."""
     if urlsplit(settings.get("tracking_uri", "")).password is not None:
@@ -151,6 +157,7 @@ def _look_up(context: _Context, step: Planned, no_cache: bool, from_stage: str) 
         step.cached, step.cached_run_id = hit
 
 
+@_task
 def stage(run: dict[str, Any], name: str, upstream: dict[str, str], *, role: str = "standalone",
           oracle: str = "") -> str:
     """Run one stage (or record it as cached) under the parent run; returns its fingerprint."""
@@ -167,21 +174,26 @@ def stage(run: dict[str, Any], name: str, upstream: dict[str, str], *, role: str
     try:
         execute_stage(step, STAGES.index(name) + 1, len(STAGES), context.config, options, context.client, done,
                       run["parent_run_id"])
-    except KeyboardInterrupt as exc:
+    except KeyboardInterrupt:
         _end_all_runs("KILLED", "interrupted (the task was stopped)")
-        raise _exit_on(exc) from None
+        raise
     except Exception as exc:  # the stage run ends FAILED with its error; `finish` ends the parent the same way
         _end_all_runs("FAILED", f"{type(exc).__name__}: {exc}", traceback.format_exc())
-        raise _exit_on(exc) from None
+        if isinstance(exc, ConfigError):
+            raise
+        console.error(f"{type(exc).__name__}: {exc}")
+        raise SystemExit(EXIT_FAILED) from None
     return step.fingerprint
 
 
 def tune_chief(run: dict[str, Any], preprocess: str, oracle_port: int) -> str:
-    """The tune stage as KerasTuner's chief: its oracle listens on this pod's address, which the tune run records."""
-    host = socket.gethostbyname(socket.gethostname())
+    """The tune stage as KerasTuner's chief: its oracle listens on this pod's address (or KerasTuner's
+    KERASTUNER_ORACLE_IP), which the tune run records for the workers."""
+    host = os.environ.get("KERASTUNER_ORACLE_IP") or socket.gethostbyname(socket.gethostname())
     return stage(run, "tune", {"preprocess": preprocess}, role="chief", oracle=f"{host}:{oracle_port}")
 
 
+@_task
 def tune_worker(run: dict[str, Any], tuner_id: str) -> None:
     """A tuning worker: finds the chief's search under this parent run, runs trials from its oracle, ends with it."""
     from components.tune import CHIEF_TAG
@@ -222,6 +234,7 @@ def _tune_run(context: _Context, parent_run_id: str):
     return next((r for r in _stage_runs(context, parent_run_id) if r.data.tags.get(TAG_STAGE) == "tune"), None)
 
 
+@_task
 def finish(settings: dict[str, Any], *, job: str, state: str, error: str) -> None:
     """End the parent run as `run_pipeline` does, from what the stage tasks recorded; `state` is Kubeflow's."""
     import mlflow

@@ -23,6 +23,7 @@ import yaml
 from pipeline.names import ALIAS_CHAMPION, STAGES, TAG_CACHED, TAG_FINGERPRINT, TAG_KIND, TAG_STAGE
 from pipeline.stages import STAGE_TABLE
 from tests.conftest import ROOT, make_store  # the suite's temporary store, for a store shared by this module
+from tests.overrides import DIVERGENT
 
 # The default digits pipeline shrunk: a two-trial search, two epochs, a sliver of the data.
 SMALL = ("--set", "data.max_examples=400", "--set", "tune.algorithm=random", "--set", "tune.max_trials=2",
@@ -112,20 +113,24 @@ def _structure(client, experiment_id: str, parent) -> dict:
     return stages
 
 
-@pytest.fixture(scope="module")
-def kfp_run(tmp_path_factory, tfds_dir):
-    """The compiled pipeline run by KFP's subprocess runner into a fresh store; the store is given as the
+def _run_local(store, root: Path, *args: str) -> subprocess.CompletedProcess:
+    """Compile with these options and run the YAML with KFP's subprocess runner; the store is given as the
     `tracking_uri` pipeline parameter only (the runner's environment has no MLFLOW_TRACKING_URI)."""
-    root = tmp_path_factory.mktemp("kfp")
-    store = make_store(root / "store", tfds_dir)
     yaml_path = root / "pipeline.yaml"
-    _compile(store, yaml_path, *SMALL)
+    _compile(store, yaml_path, *args)
     env = {k: v for k, v in store.env.items() if k != "MLFLOW_TRACKING_URI"}
     script = ("import sys; from pathlib import Path; from pipeline.kubeflow import run_local; "
               "run_local(Path(sys.argv[1]), Path(sys.argv[2]), tracking_uri=sys.argv[3])")
-    done = subprocess.run([sys.executable, "-c", script, str(yaml_path), str(root / "kfp-root"), store.uri],
+    return subprocess.run([sys.executable, "-c", script, str(yaml_path), str(root / "kfp-root"), store.uri],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
-    return store, done
+
+
+@pytest.fixture(scope="module")
+def kfp_run(tmp_path_factory, tfds_dir):
+    """The small digits pipeline run by KFP's local runner into a fresh store."""
+    root = tmp_path_factory.mktemp("kfp")
+    store = make_store(root / "store", tfds_dir)
+    return store, _run_local(store, root, *SMALL)
 
 
 @pytest.mark.slow
@@ -160,6 +165,38 @@ def test_kfp_local_run_records_what_pipeline_run_records(kfp_run):
     in_process = _structure(client, experiment.experiment_id, parents[0])
     assert {s: v["fingerprint"] for s, v in in_process.items()} == {s: v["fingerprint"] for s, v in stages.items()}
     assert all(v["cached"] == "true" for v in in_process.values())
+
+
+@pytest.mark.slow
+def test_a_failing_stage_fails_the_kfp_run_and_its_parent_run_with_the_error(kfp_run, tmp_path):
+    """Train diverges: the later tasks do not run, the exit task still ends the parent FAILED with train's
+    error, and the stages the first KFP run made are cached steps of this one."""
+    store, done = kfp_run
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    failed = _run_local(store, tmp_path, "--set", "data.max_examples=400", *DIVERGENT[:-1])
+    output = failed.stdout + failed.stderr
+    assert failed.returncode != 0 and "Inner task failed" in output, output[-4000:]
+    client = store.client()
+    experiment = client.get_experiment_by_name("digits")
+    parent = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{TAG_KIND}` = 'pipeline'",
+                                order_by=["attributes.start_time DESC"])[0]
+    assert parent.info.status == "FAILED" and "diverged" in parent.data.tags["pipeline.error"]
+    assert parent.data.params["model.init_std"] == "10.0"
+    assert {"pipeline_graph.png", "pipeline_graph.mmd"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+    stages = _structure(client, experiment.experiment_id, parent)
+    assert sorted(stages) == ["ingest", "preprocess", "train", "tune", "validate"]  # evaluate and push never ran
+    assert all(stages[s]["cached"] == "true" for s in ("ingest", "validate", "preprocess"))
+    assert stages["train"]["status"] == "FAILED"
+
+
+def test_start_refuses_a_tracking_uri_with_a_password(store):
+    """Pipeline parameters are shown in the Kubeflow UI: credentials belong in MLflow's variables."""
+    settings = {"config_toml": "", "overrides": [], "tracking_uri": "http://alice:s3cret@mlflow.example.com:5000",
+                "store_dir": ""}
+    process = _task(store, "start", settings, no_cache=False, from_stage="", job="refused")
+    output = process.communicate(timeout=300)[0]
+    assert process.returncode == 2, output[-3000:]
+    assert "MLFLOW_TRACKING_PASSWORD" in output and "s3cret" not in output
 
 
 _TASK = """
