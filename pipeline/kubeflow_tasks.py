@@ -257,7 +257,8 @@ def finish(settings: dict[str, Any], *, job: str, state: str, error: str) -> Non
     runs = {}
     for child in _stage_runs(context, parent_id):
         if child.info.status == "RUNNING":  # its pod was evicted, killed or cancelled mid-stage
-            context.client.set_tag(child.info.run_id, TAG_ERROR, f"its Kubeflow task ended ({state}) before the stage did")
+            context.client.set_tag(child.info.run_id, TAG_ERROR,
+                                   f"its Kubeflow task ended ({state}) before the stage did")
             context.client.set_terminated(child.info.run_id, status=stopped)
             child = context.client.get_run(child.info.run_id)
         runs[child.data.tags[TAG_STAGE]] = child
