@@ -5,19 +5,27 @@ or vectorisation per epoch, and memory bounded by the shuffle buffer); the
 exported model is the preprocessing model built on train followed by that core, saved as `.keras` with the resolved config beside it and logged with
 `mlflow.keras` and a signature. Training state is backed up every epoch in the
 stage's work directory, so a killed run resumes from its last finished epoch.
+
+With `train.distribution = "multi_worker"` the chief's train stage is this `run`, and every other
+worker of the cluster runs `follow`: the same fit in step with the chief (components/distribute.py),
+which records nothing and saves nothing; only the chief backs up, and a restarted cluster resumes from
+its backup.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from components import distribute
 from components import examples as ex
 from components import hyperparameters as hparams
 from components.data import evaluation_stream, training_stream, watched
@@ -54,14 +62,20 @@ def load_preprocessing(transform: Artifact):
     return keras.saving.load_model(transform.file(TRANSFORM_MODEL), safe_mode=True)
 
 
-def _callbacks(config: Config, backup_dir: Path, task: str) -> list:
+def _callbacks(config: Config, backup_dir: Path | None, task: str, strategy, *, chief: bool) -> list:
+    """Backup (where `backup_dir` is given), the chief's state for every worker (multi_worker), NaN stop,
+    per-epoch metrics in MLflow (chief only), early stopping. Every worker sees the same all-reduced logs,
+    so they all stop at the same epoch."""
     import keras
 
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=False),
-        keras.callbacks.TerminateOnNaN(),
-        epoch_logger(),
-    ]
+    callbacks = []
+    if backup_dir is not None:
+        callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=False))
+    if distribute.is_multi_worker(strategy):
+        callbacks.append(distribute.chief_state_callback(strategy, is_chief=chief))
+    callbacks.append(keras.callbacks.TerminateOnNaN())
+    if chief:
+        callbacks.append(epoch_logger())
     if config.train.early_stopping_patience:
         monitor = watched(config.train.monitor, task)
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=config.train.early_stopping_patience,
@@ -91,49 +105,99 @@ def _pip_requirements() -> list[str]:
     return pins
 
 
-def run(transform: Artifact, hyperparameters: Artifact, config: Config, out: Path, *, verbose: int = 1) -> dict[str, Any]:
+@dataclass
+class _Training:
+    """One fit, set up: the streams, the resolved hyperparameters and the compiled core model."""
+
+    batches: Any
+    steps_per_epoch: int
+    validation: Any
+    validation_steps: int
+    model_kwargs: dict[str, Any]
+    train_kwargs: dict[str, Any]
+    core: Any
+    strategy: Any  # None without a tf.distribute strategy
+
+
+def _set_up(transform: Artifact, hyperparameters: Artifact, config: Config, strategy) -> _Training:
     import keras
-    import mlflow
 
     import models
-    from components.plots import plot_learning_curves
 
     keras.utils.set_random_seed(config.pipeline.seed)
     props = transform.properties
     best = read_json(hyperparameters.file(BEST_HPARAMS))
-    batch_size = int(best.get("batch_size", config.train.batch_size))
+    batch_size = int(best.get("batch_size", config.train.batch_size))  # the global batch, over all replicas
     validation, validation_steps = evaluation_stream(transform, "validation", batch_size=batch_size)
     batches, steps_per_epoch = training_stream(transform, batch_size=batch_size, seed=config.pipeline.seed,
                                                shuffle_buffer=config.train.shuffle_buffer)
+    if strategy is not None:
+        batches, validation = distribute.shard_by_data(batches), distribute.shard_by_data(validation)
     base_model, base_train = hparams.base_values(config, steps_per_epoch=steps_per_epoch, epochs=config.train.epochs)
     model_kwargs, train_kwargs = models.hyperparameters_to_kwargs(best, base_model=base_model, base_train=base_train)
-    mlflow.log_params({f"hp.{k}": v for k, v in {**model_kwargs, **train_kwargs}.items()})
+    distribute.rendezvous(strategy)  # every task has read its inputs; from here on they work in step
+    with distribute.scope(strategy):
+        core = models.build_model(input_shape=tuple(props["input_shape"]), input_kind=props["input_kind"],
+                                  num_classes=props["num_classes"], vocab_size=props.get("vocab_size"),
+                                  seed=config.pipeline.seed, **model_kwargs)
+        if distribute.is_multi_worker(strategy):
+            distribute.synchronize_batch_norm(core)
+        models.compile_model(core, optimizer=models.optimizer_from(train_kwargs), num_classes=props["num_classes"])
+    return _Training(batches, steps_per_epoch, validation, validation_steps, model_kwargs, train_kwargs, core, strategy)
 
-    task = props["task"]
-    ex.log_inputs(props["examples"], Path(props["examples"]["uri"]), {"train": "training", "validation": "validation"})
-    core = models.build_model(input_shape=tuple(props["input_shape"]), input_kind=props["input_kind"],
-                              num_classes=props["num_classes"], vocab_size=props.get("vocab_size"),
-                              seed=config.pipeline.seed, **model_kwargs)
-    models.compile_model(core, optimizer=models.optimizer_from(train_kwargs), num_classes=props["num_classes"])
 
-    backup = out / "backup"
-    resumed = backup.is_dir() and any(backup.iterdir())
-    if resumed:
-        mlflow.set_tag("pipeline.resumed", "true")
-        log.info("train: resuming from the last completed epoch of an interrupted run")
-    history = core.fit(
-        batches, steps_per_epoch=steps_per_epoch,
-        validation_data=validation, validation_steps=validation_steps,
-        epochs=config.train.epochs, callbacks=_callbacks(config, backup, task), shuffle=False,  # the stream is shuffled
+def _fit(training: _Training, config: Config, backup: Path | None, task: str, *, chief: bool,
+         verbose: int) -> dict[str, list[float]]:
+    """Fit the core model; raises TrainingDiverged when the loss became NaN or infinite."""
+    history = training.core.fit(
+        training.batches, steps_per_epoch=training.steps_per_epoch,
+        validation_data=training.validation, validation_steps=training.validation_steps,
+        epochs=config.train.epochs, callbacks=_callbacks(config, backup, task, training.strategy, chief=chief),
+        shuffle=False,  # the stream is shuffled
         verbose=_keras_verbosity(verbose),
     ).history
     losses = history.get("loss", [])
     checked = losses + history.get("val_loss", [])
     if not losses or not all(math.isfinite(v) for v in checked):
         raise TrainingDiverged(
-            f"training diverged: the loss became NaN or infinite (learning rate {train_kwargs['learning_rate']}); "
-            "lower train.learning_rate or set train.clipnorm"
+            f"training diverged: the loss became NaN or infinite (learning rate "
+            f"{training.train_kwargs['learning_rate']}); lower train.learning_rate or set train.clipnorm"
         )
+    return history
+
+
+def weights_digest(model) -> str:
+    """sha256 of a model's weights in order (values, shapes and dtypes): equal digests, identical weights."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(f"{weight.dtype}{weight.shape}".encode())
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()
+
+
+def run(transform: Artifact, hyperparameters: Artifact, config: Config, out: Path, *, verbose: int = 1) -> dict[str, Any]:
+    """The train stage, single-process or as a multi_worker chief: fit, save, log to the stage's MLflow run."""
+    import mlflow
+
+    import models
+    from components.plots import plot_learning_curves
+
+    strategy = distribute.strategy(config.train.distribution)
+    distribute.rendezvous(strategy)  # multi_worker: the other workers now read this run's sealed inputs
+    training = _set_up(transform, hyperparameters, config, strategy)
+    model_kwargs, train_kwargs, core = training.model_kwargs, training.train_kwargs, training.core
+    mlflow.log_params({f"hp.{k}": v for k, v in {**model_kwargs, **train_kwargs}.items()})
+    props = transform.properties
+    task = props["task"]
+    ex.log_inputs(props["examples"], Path(props["examples"]["uri"]), {"train": "training", "validation": "validation"})
+
+    backup = out / "backup"
+    resumed = backup.is_dir() and any(backup.iterdir())
+    if resumed:
+        mlflow.set_tag("pipeline.resumed", "true")
+        log.info("train: resuming from the last completed epoch of an interrupted run")
+    history = _fit(training, config, backup, task, chief=True, verbose=verbose)
+    losses = history["loss"]
 
     served = models.stack(load_preprocessing(transform), core)
     served.save(out / MODEL_FILE)
@@ -171,7 +235,24 @@ def run(transform: Artifact, hyperparameters: Artifact, config: Config, out: Pat
         "model_id": getattr(model_info, "model_id", None),
         "hyperparameters": json.loads(json.dumps({**model_kwargs, **train_kwargs}, default=str)),
         "parameters": int(served.count_params()),
+        "distribution": config.train.distribution,
+        "replicas": int(strategy.num_replicas_in_sync) if strategy is not None else 1,
+        "weights_sha256": weights_digest(core),
     }
+
+
+def follow(transform: Artifact, hyperparameters: Artifact, config: Config, *, verbose: int = 1) -> dict[str, Any]:
+    """A multi_worker train stage on a worker other than the chief: the chief's fit, in step, recording nothing.
+
+    It neither saves nor backs up (the chief's backup is the cluster's; at the start of `fit` every worker
+    takes the chief's state), and returns what the worker trained: epochs and the weights' digest, which
+    the chief's `run` returns too.
+    """
+    strategy = distribute.strategy("multi_worker")
+    training = _set_up(transform, hyperparameters, config, strategy)
+    history = _fit(training, config, None, transform.properties["task"], chief=False, verbose=verbose)
+    return {"epochs": len(history["loss"]), "replicas": int(strategy.num_replicas_in_sync),
+            "weights_sha256": weights_digest(training.core)}
 
 
 def _log_model(served, transform: Artifact, metadata: dict[str, Any]):
