@@ -13,7 +13,7 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -279,11 +279,21 @@ def run_pipeline(config: Config, options: Options) -> int:
     """Run the stages; returns the process exit code."""
     import mlflow
 
+    cluster = _training_cluster(config, options)  # a bad TF_CONFIG ends here, with exit 2 and nothing recorded
+    if cluster is not None and not cluster.is_chief:
+        return run_train_worker(config, options, cluster)
     experiment_id = tracking.setup(config.pipeline.name)
     client = mlflow.MlflowClient()
     for run_id in tracking.fail_orphaned_runs(experiment_id):
         console.warn(f"run {run_id} was left RUNNING by a process that died; marked FAILED")
     steps = plan(config, options, client, experiment_id)
+    if cluster is not None and any(step.stage.name == "train" and step.cached is None for step in steps):
+        # Before any other TensorFlow work (preflight's included): collective ops are configured only then.
+        console.info(f"multi_worker: {cluster.name} is the chief of {cluster.tasks} tasks; waiting for all to join")
+        import_tensorflow_quietly(options.verbose)
+        from components import distribute
+
+        distribute.join(cluster)
     try:
         preflight(config, steps, options.verbose)
     except ConfigError:
@@ -389,6 +399,60 @@ def run_worker(config: Config, options: Options) -> int:
                       chief_run_id=chiefs[0].info.run_id, distributed=distributed,
                       trial_tags=tracking.process_tags("trial"), verbose=options.verbose)
     console.info(f"worker {options.tuner_id}: ran {count} trials; the chief's search is complete")
+    return EXIT_OK
+
+
+def _training_cluster(config: Config, options: Options):
+    """This process's place in a multi_worker cluster (from TF_CONFIG) when the run reaches train, else None."""
+    if STAGES.index(options.until_stage) < STAGES.index("train"):
+        return None
+    from components import distribute
+
+    if config.train.distribution == "multi_worker":
+        return distribute.cluster_from_env()
+    if distribute.tf_config_set():
+        console.warn(f"{distribute.TF_CONFIG} is set but train.distribution = {config.train.distribution!r}: this "
+                     "process runs the whole pipeline on its own; set train.distribution = \"multi_worker\" to train "
+                     "with the cluster it names")
+    return None
+
+
+def run_train_worker(config: Config, options: Options, cluster) -> int:
+    """A multi_worker task other than the chief: it trains in step with the chief's train stage and records nothing.
+
+    Started with the chief's command and config (its own TF_CONFIG task), it plans the same fingerprints; when
+    the chief will not train (train cached) it ends at once. Otherwise it joins the cluster, waits for the
+    chief's train stage, reads the chief's preprocess and tune artifacts from the shared store, fits with the
+    chief, and waits for the chief's process to end. It creates no MLflow run and seals no artifact.
+    """
+    import mlflow
+
+    experiment_id = tracking.setup(config.pipeline.name)
+    until_train = replace(options, until_stage="train")
+    steps = {step.stage.name: step for step in plan(config, until_train, mlflow.MlflowClient(), experiment_id)}
+    if steps["train"].cached is not None:
+        console.info(f"{cluster.name}: the train stage is cached ({steps['train'].fingerprint}); nothing to train")
+        return EXIT_OK
+    console.info(f"{cluster.name}: joining the multi_worker cluster; training starts with the chief's train stage")
+    import_tensorflow_quietly(options.verbose)
+    from components import distribute, train
+
+    strategy = distribute.join(cluster)
+    try:
+        distribute.rendezvous(strategy)
+        inputs = {name: _sealed_meanwhile(steps[name]) for name in ("preprocess", "tune")}
+        for name, artifact in inputs.items():
+            if artifact is None:
+                raise FileNotFoundError(f"the chief's {name} artifact is not at {steps[name].final}: every task needs "
+                                        "the chief's store (PIPELINE_STORE_DIR on a filesystem they share) and the "
+                                        "chief's command, config and code")
+        result = train.follow(inputs["preprocess"], inputs["tune"], config, verbose=options.verbose)
+    except Exception as exc:  # one line here; the chief's output says the rest
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        console.error(f"{cluster.name}: training stopped: {type(exc).__name__}: {first_line}")
+        return EXIT_FAILED
+    console.info(f"{cluster.name}: trained {result['epochs']} epochs in step with the chief "
+                 f"(weights sha256 {result['weights_sha256']}); waiting for the chief to finish")
     return EXIT_OK
 
 
