@@ -13,6 +13,7 @@ carries the other work's noise; the CPU-time ratio mostly does not.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 from dataclasses import dataclass, field
@@ -24,7 +25,8 @@ from benchmarks.runs import ROOT, Workspace
 FASHION_CONFIG = ROOT / "pipeline" / "configs" / "fashion_mnist.toml"
 # Where fashion_mnist is prepared: TFDS_DATA_DIR (`make bench` sets it), else TFDS's own default.
 SHARED_TFDS = Path(os.environ.get("TFDS_DATA_DIR") or Path.home() / "tensorflow_datasets").resolve()
-GROUPS = ("pipelines", "training", "input", "tracking", "scale")  # what --only may pick
+GROUPS = ("pipelines", "training", "input", "tracking", "scale", "tuning")  # what --only may pick
+SAME_BUDGET_CONFIG = ROOT / "benchmarks" / "same_budget.toml"
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,8 @@ def default_pipeline(ws: Workspace, settings: Settings, results: Results) -> Pat
         row.met = row.cpu_met = False
     results.rows.append(row)
     results.rows.append(Row("5a", f"end to end: {what}", full.seconds, "s",
+                            target="" if settings.quick else "<= 60",
+                            met=None if settings.quick else full.seconds <= 60,
                             detail=f"{_slowest(stages)}; stages sum {sum(s['seconds'] for s in stages):.1f} s, "
                                    "the rest is start-up", load=full_load))
     results.rows.append(Row("6a", f"peak memory: {what}", full.maxrss_mib, "MiB",
@@ -315,6 +319,83 @@ def scale(ws: Workspace, settings: Settings, results: Results) -> None:
                "(imports, MLflow runs, model build) keeps the ratio below the data's", load=load))
 
 
+# -- 8: tuning speed ----------------------------------------------------------------------------------------------
+
+def _trial_runs(store: Path, name: str) -> list:
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(name)
+    return client.search_runs([experiment.experiment_id], filter_string="tags.`pipeline.kind` = 'trial'",
+                              max_results=5000)
+
+
+def tuning_speed(ws: Workspace, settings: Settings, results: Results) -> None:
+    """8a: a same-budget pipeline run against the plain script (benchmarks/plain_search.py), alternating,
+    each in a fresh store; 8b: the per-trial overhead of those runs' trials; 8c: the default search with
+    tune.workers = 2 against 1, alternating, as trials per minute of the tune stage."""
+    import sys
+
+    mark = ws.mark()
+    config = str(SAME_BUDGET_CONFIG.relative_to(ROOT))
+    pairs, overheads = [], []
+    for repeat in range(settings.repeats):
+        order = ("project", "plain") if repeat % 2 == 0 else ("plain", "project")
+        pair = {}
+        for side in order:
+            store = ws.store(f"budget-{side}-{repeat}")
+            if side == "project":
+                pair[side] = ws.pipeline(store, "run", "--config", config, "-q",
+                                         label=f"budget-project-{repeat}").check("same-budget pipeline run")
+                overheads += [t.data.metrics["overhead_seconds"] for t in _trial_runs(store, "digits")
+                              if "overhead_seconds" in t.data.metrics]
+            else:
+                pair[side] = ws.spawn([sys.executable, "-m", "benchmarks.plain_search", str(store / "search")], store,
+                                      f"budget-plain-{repeat}").check("plain search script")
+        pairs.append(pair)
+    load = ws.load_span(mark)
+    plain_figures = [json.loads(p["plain"].stdout.read_text().strip().splitlines()[-1]) for p in pairs]
+    wall = [p["project"].seconds / p["plain"].seconds for p in pairs]
+    cpu = [p["project"].cpu_seconds / p["plain"].cpu_seconds for p in pairs]
+    project_s, plain_s = [p["project"].seconds for p in pairs], [p["plain"].seconds for p in pairs]
+    results.raw["tuning_budget"] = {"project_s": project_s, "plain_s": plain_s,
+                                    "project_cpu_s": [p["project"].cpu_seconds for p in pairs],
+                                    "plain_cpu_s": [p["plain"].cpu_seconds for p in pairs],
+                                    "plain": plain_figures, "trial_overhead_s": overheads}
+    results.rows.append(_ratio_row(
+        "8a", "tuning: same-budget pipeline run / plain KerasTuner + MLflow script", _median(wall), _median(cpu),
+        "<= 0.80",
+        f"{_median(project_s):.1f} s vs {_median(plain_s):.1f} s (median of {len(pairs)}, {_spread(wall)}, "
+        f"{_best(project_s, plain_s, faster='lower')}); 6 random trials x 5 epochs + a 20-epoch train, both sides; "
+        f"the script spends {_median(f['log_model_seconds'] for f in plain_figures):.1f} s in log_model", load))
+    if overheads:
+        results.rows.append(Row(
+            "8b", "tuning: per-trial overhead (trial wall minus its epochs)", _median(overheads), "s",
+            target="<= 0.8", met=_median(overheads) <= 0.8,
+            detail=f"median of {len(overheads)} trials of the same-budget runs, {min(overheads):.2f}-"
+                   f"{max(overheads):.2f} s (the first epoch of a trial includes tracing its model's functions)",
+            load=load))
+
+    mark = ws.mark()
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    trials_seen = {}
+    for repeat in range(settings.repeats):
+        for workers in ((1, 2) if repeat % 2 == 0 else (2, 1)):
+            store = ws.store(f"workers{workers}-{repeat}")
+            ws.pipeline(store, "tune", "--set", f"tune.workers={workers}", "-q",
+                        label=f"tune-workers{workers}-{repeat}").check(f"tune with {workers} worker(s)")
+            (tune,) = [s for s in ws.show(store, "digits")["stages"] if s["stage"] == "tune"]
+            trials = len(_trial_runs(store, "digits"))
+            trials_seen[workers] = trials
+            rates[workers].append(60 * trials / tune["seconds"])
+    ratios = [two / one for two, one in zip(rates[2], rates[1])]
+    results.raw["tuning_workers"] = {"trials_per_minute": rates, "trials": trials_seen}
+    results.rows.append(_ratio_row(
+        "8c", "tuning: trials per minute, tune.workers = 2 / 1 (default search)", _median(ratios), None, ">= 1.6",
+        f"{_median(rates[2]):.1f} vs {_median(rates[1]):.1f} trials/min over {trials_seen.get(1)} trials "
+        f"(tune stage, median of {len(ratios)}, {_spread(ratios)}), {os.cpu_count()} cores", ws.load_span(mark)))
+
+
 def run_all(ws: Workspace, settings: Settings, progress, groups: set[str] = set(GROUPS)) -> Results:
     """Run the chosen groups; the pipelines that feed them run too (their rows are kept)."""
     results = Results()
@@ -338,5 +419,8 @@ def run_all(ws: Workspace, settings: Settings, progress, groups: set[str] = set(
     if "scale" in groups:
         progress("scale: synthetic_images at two sizes")
         scale(ws, settings, results)
+    if "tuning" in groups:
+        progress("tuning: same budget against a plain script, per-trial overhead, parallel trials")
+        tuning_speed(ws, settings, results)
     results.rows.sort(key=lambda r: (r.id[0], r.id))
     return results

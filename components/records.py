@@ -178,7 +178,9 @@ def dataset(paths: Sequence[Path | str], columns: Sequence[Column], *, batch_siz
 
     With `shuffle` > 0 the shard order and the examples (through a buffer of that many) are drawn
     afresh each pass, from `seed`: two runs with one seed see the same orders. With `repeat` the
-    stream is endless (one iterator for a whole fit; pass the steps of one pass as steps_per_epoch).
+    stream is endless (one iterator for a whole fit; pass the steps of one pass as steps_per_epoch),
+    and batches run on across passes, so every batch is full: Keras then traces the training step
+    for one batch shape, not again for a pass's short last batch (about a second a model).
     """
     import tensorflow as tf
 
@@ -189,17 +191,19 @@ def dataset(paths: Sequence[Path | str], columns: Sequence[Column], *, batch_siz
     # (taken from training); the shuffled shard order and the buffer below mix the examples.
     records = files.flat_map(tf.data.TFRecordDataset)
     if block:
-        batches = _blocks(records, columns, batch_size=batch_size, shuffle=shuffle, seed=seed, block=block)
-        return (batches.repeat() if repeat else batches).prefetch(tf.data.AUTOTUNE)
+        batches = _blocks(records, columns, batch_size=batch_size, shuffle=shuffle, seed=seed, block=block,
+                          repeat=repeat)
+        return batches.prefetch(tf.data.AUTOTUNE)
     if shuffle:
         records = records.shuffle(shuffle, seed=seed, reshuffle_each_iteration=True)
-    batches = records.batch(batch_size).map(_parse(columns), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if repeat:
-        batches = batches.repeat()
+        records = records.repeat()
+    batches = records.batch(batch_size).map(_parse(columns), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
-def _blocks(records, columns: Sequence[Column], *, batch_size: int, shuffle: int, seed: int | None, block: int):
+def _blocks(records, columns: Sequence[Column], *, batch_size: int, shuffle: int, seed: int | None, block: int,
+            repeat: bool = False):
     """Batches from block records: blocks drawn through a buffer, then rows permuted within windows.
 
     A quarter of the `shuffle` examples' memory holds shuffled blocks, a quarter a window of rows
@@ -211,7 +215,8 @@ def _blocks(records, columns: Sequence[Column], *, batch_size: int, shuffle: int
 
     parse = _parse(columns)
     if not shuffle:
-        return records.map(parse).rebatch(batch_size)
+        rows = records.map(parse)
+        return (rows.repeat() if repeat else rows).rebatch(batch_size)
     window = max(batch_size, shuffle // 4)
     blocks = records.shuffle(max(1, window // block), seed=seed, reshuffle_each_iteration=True).map(parse)
     windows = tf.data.Dataset.zip((blocks.rebatch(window),
@@ -223,7 +228,8 @@ def _blocks(records, columns: Sequence[Column], *, batch_size: int, shuffle: int
             tf.range(count), seed=tf.stack([draw, tf.constant(seed or 0, tf.int64)]))
         return {name: tf.gather(value, order) for name, value in rows.items()}
 
-    return windows.map(permute).rebatch(batch_size)
+    windows = windows.map(permute)
+    return (windows.repeat() if repeat else windows).rebatch(batch_size)
 
 
 def iterate(paths: Sequence[Path | str], columns: Sequence[Column], *, batch_size: int = 1024,

@@ -8,10 +8,11 @@ with the reason. A NaN loss fails only that trial; the search goes on.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
-from typing import Any
+from typing import Any, Callable
 
 from pipeline.names import TAG_ERROR
 
@@ -27,11 +28,13 @@ WRITE_INTERVAL_S = 1.0
 def epoch_logger():
     """A Keras callback logging all epoch metrics (step=epoch) to the active MLflow run, off the training thread.
 
-    Each write is one batch queued on MLflow's asynchronous logger through one client kept for the whole
+    Each write is one batch handed to a background writer thread through one client kept for the whole
     fit: `mlflow.log_metrics` builds two clients per call and writes to the store while the next epoch
     waits, and a store write costs several milliseconds of CPU, which on short epochs was several percent
     of training (benchmarks/, tracking rows). Training end writes what is left, waits for every queued
-    batch and raises if one failed; on any other exit, ending the run drains the queue.
+    batch and raises if one failed. The writer is the project's own thread, not MLflow's asynchronous
+    queue: ending a run stops that queue's thread, which sleeps up to a second before it notices, and a
+    search ends a run per trial.
     """
     import keras
     import mlflow
@@ -63,7 +66,7 @@ def epoch_logger():
             self._write(time.time())
             pending, self._pending = self._pending, []
             for operation in pending:
-                operation.wait()
+                operation.result()
 
         def _write(self, now: float) -> None:
             if not self._unwritten:
@@ -73,10 +76,18 @@ def epoch_logger():
             if self._run_id is None:
                 self._run_id = (mlflow.active_run() or mlflow.start_run()).info.run_id
             metrics, self._unwritten = self._unwritten, []
-            self._pending.append(self._client.log_batch(self._run_id, metrics=metrics, synchronous=False))
+            self._pending.append(_writer().submit(self._client.log_batch, self._run_id, metrics=metrics))
             self._last_write = now
 
     return EpochLogger()
+
+
+@functools.cache
+def _writer():
+    """One thread for every metric write of the process, in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="metric-writer")
 
 
 def _finite_number(value: Any) -> bool:
@@ -84,6 +95,25 @@ def _finite_number(value: Any) -> bool:
         return math.isfinite(float(value))
     except (TypeError, ValueError):
         return False
+
+
+def epoch_timer():
+    """A Keras callback adding up the wall seconds spent inside epochs (`.seconds`), across fits."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        seconds = 0.0
+
+        def __deepcopy__(self, memo):  # KerasTuner copies a trial's callbacks; the sum must stay one
+            return self
+
+        def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            self._started = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            self.seconds += time.perf_counter() - self._started
+
+    return EpochTimer()
 
 
 def fail_on_nan():
@@ -100,9 +130,18 @@ def fail_on_nan():
     return FailOnNaN()
 
 
-def tracked(tuner_class: type, *, tags: dict[str, str], trial_parent: str | None = None, verbose: int = 1) -> type:
-    """`tuner_class` with MLflow runs per trial (carrying `tags`), nested under the active run or `trial_parent`."""
+def tracked(tuner_class: type, *, tags: dict[str, str], trial_parent: str | None = None, verbose: int = 1,
+            seed: int | None = None, training_data: Callable[[], Any] | None = None) -> type:
+    """`tuner_class` with MLflow runs per trial (carrying `tags`), nested under the active run or `trial_parent`.
+
+    With `seed`, each trial seeds Keras with `seed` plus its trial number, and with `training_data`
+    it trains on a stream built afresh (the same batch order for every trial): a trial's model then
+    depends on its hyperparameters only, not on which trials the same process ran before it, so a
+    search spread over worker processes trains the same models as a search in one process.
+    """
     import os
+
+    import keras
 
     import mlflow
     from keras_tuner.engine import trial as trial_module
@@ -110,7 +149,21 @@ def tracked(tuner_class: type, *, tags: dict[str, str], trial_parent: str | None
     class TrackedTuner(tuner_class):
         trials_run = 0
 
+        _asked = False  # a trial was asked for and none has begun since
+
+        def pre_create_trial(self) -> None:
+            # Asked again without a trial in between: the oracle answered IDLE (Hyperband waits for a
+            # round's other trials before promoting). KerasTuner asks again at once, in a loop that kept
+            # a core busy while the other workers trained; wait a little between questions instead.
+            if self._asked:
+                time.sleep(0.2)
+            self._asked = True
+            super().pre_create_trial()
+
         def on_trial_begin(self, trial) -> None:
+            self._asked = False
+            self._trial_started = time.perf_counter()
+            self._epochs = epoch_timer()
             super().on_trial_begin(trial)
             run_tags = {**tags, TRIAL_TAG: trial.trial_id,
                         "pipeline.tuner_id": os.environ.get("KERASTUNER_TUNER_ID", "standalone")}
@@ -120,15 +173,29 @@ def tracked(tuner_class: type, *, tags: dict[str, str], trial_parent: str | None
             self._trial_run_id = run.info.run_id
 
         def run_trial(self, trial, *args, **kwargs):
-            kwargs["callbacks"] = [*kwargs.get("callbacks", []), epoch_logger(), fail_on_nan()]
+            if seed is not None:
+                keras.utils.set_random_seed(seed + int(trial.trial_id))
+            if training_data is not None:
+                args = (training_data(), *args[1:])
+            kwargs["callbacks"] = [*kwargs.get("callbacks", []), epoch_logger(), fail_on_nan(), self._epochs]
             return super().run_trial(trial, *args, **kwargs)
 
         def on_trial_end(self, trial) -> None:
             super().on_trial_end(trial)
+            if not os.environ.get("KERASTUNER_ORACLE_IP"):
+                # KerasTuner saves the oracle's state before it takes the ended trial off the running ones:
+                # killed before the next save, a resumed search would train that finished trial again.
+                # (A chief saves again for its workers' trials, components/tune.py.)
+                self.oracle.save()
             self.trials_run += 1
             active = mlflow.active_run()
             if active is None or active.info.run_id != getattr(self, "_trial_run_id", None):
                 return
+            # Where a trial's time goes: its epochs (fitting, validating, the first one tracing the
+            # model's functions) and everything else (building, bookkeeping, tracking).
+            seconds = time.perf_counter() - self._trial_started
+            mlflow.log_metrics({"trial_seconds": seconds, "epoch_seconds": self._epochs.seconds,
+                                "overhead_seconds": seconds - self._epochs.seconds})
             score = trial.score
             if score is None and trial.status == trial_module.TrialStatus.COMPLETED:
                 # A distributed worker's copy of the trial is not scored; the chief's oracle has the score.

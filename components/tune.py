@@ -12,7 +12,14 @@ import json
 import logging
 import math
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 import warnings
+from concurrent import futures
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +69,7 @@ def _write_tuner_state_atomically() -> None:
 
 
 def _make_tuner(config: Config, hypermodel, directory: Path, *, objective: str, trial_parent: str | None,
-                trial_tags: dict[str, str], verbose: int):
+                trial_tags: dict[str, str], verbose: int, training_data=None):
     """The configured KerasTuner tuner, with every trial recorded as a nested MLflow run."""
     import keras_tuner
 
@@ -82,7 +89,8 @@ def _make_tuner(config: Config, hypermodel, directory: Path, *, objective: str, 
         overwrite=False,  # reload the oracle's state: a killed search resumes
         max_consecutive_failed_trials=max(3, tune.max_trials),
     )
-    tracked_class = tracked(_tuner_class(tune.algorithm), trial_parent=trial_parent, tags=trial_tags, verbose=verbose)
+    tracked_class = tracked(_tuner_class(tune.algorithm), trial_parent=trial_parent, tags=trial_tags, verbose=verbose,
+                            seed=config.pipeline.seed, training_data=training_data)
     try:
         if tune.algorithm == "hyperband":
             return tracked_class(max_epochs=tune.max_epochs, factor=3, hyperband_iterations=1, **common)
@@ -132,17 +140,23 @@ class Distributed:
 
 
 def _search(transform: Artifact, config: Config, directory: Path, *, verbose: int, trial_tags: dict[str, str],
-            trial_parent: str | None = None):
-    """Build the hypermodel and the tracked tuner over `directory`, and run the search."""
+            trial_parent: str | None = None, chief: Distributed | None = None, processes: tuple = ()):
+    """Build the hypermodel and the tracked tuner over `directory`, and run the search.
+
+    As `chief`, serve the oracle to workers until the search is over (the trials run in those
+    workers; `processes`, when given, are local workers watched meanwhile)."""
     import keras
 
     import models
 
     keras.utils.set_random_seed(config.pipeline.seed)
     props = transform.properties
-    # One input pipeline for the whole search: every trial reads the same streamed shards as train does.
-    batches, steps = training_stream(transform, batch_size=config.train.batch_size, seed=config.pipeline.seed,
-                                     shuffle_buffer=config.train.shuffle_buffer)
+    # Every trial reads the same streamed shards as train does, in the same seeded order.
+    def training_data():
+        return training_stream(transform, batch_size=config.train.batch_size, seed=config.pipeline.seed,
+                               shuffle_buffer=config.train.shuffle_buffer)
+
+    batches, steps = training_data()
     validation, validation_steps = evaluation_stream(transform, "validation", batch_size=config.train.batch_size)
     base_model, base_train = hyperparameters.base_values(config, steps_per_epoch=steps, epochs=config.tune.max_epochs)
     hypermodel = models.build_hypermodel(
@@ -155,16 +169,199 @@ def _search(transform: Artifact, config: Config, directory: Path, *, verbose: in
     warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
     objective = watched(config.tune.objective, props["task"])
     tuner = _make_tuner(config, hypermodel, directory, objective=objective, trial_parent=trial_parent,
-                        trial_tags=trial_tags, verbose=verbose)
+                        trial_tags=trial_tags, verbose=verbose, training_data=lambda: training_data()[0])
     callbacks = [keras.callbacks.TensorBoard(log_dir=str(directory / "tensorboard"), write_graph=False,
                                              profile_batch=0)]
     if config.tune.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=objective, patience=config.tune.early_stopping_patience,
                                                        mode="max" if objective == "val_accuracy" else "min"))
-    tuner.search(batches, steps_per_epoch=steps, validation_data=validation, validation_steps=validation_steps,
-                 epochs=config.tune.max_epochs, shuffle=False,  # the stream is shuffled
-                 callbacks=callbacks, verbose=1 if verbose >= 2 else 0)
+    if chief is not None:
+        tuner.oracle.verbose = 1 if verbose >= 2 else 0
+        _serve_oracle(tuner, chief, processes)
+        return tuner
+    with _collector_skips_the_setup():
+        tuner.search(batches, steps_per_epoch=steps, validation_data=validation, validation_steps=validation_steps,
+                     epochs=config.tune.max_epochs, shuffle=False,  # the stream is shuffled
+                     callbacks=callbacks, verbose=1 if verbose >= 2 else 0)
     return tuner
+
+
+def _serve_oracle(tuner, chief: Distributed, processes: tuple) -> None:
+    """The chief's side of KerasTuner's distributed mode: serve the oracle until the search is over.
+
+    KerasTuner's own loop (`search` on the chief) polls once a second, and once the oracle has no
+    new trial it sleeps 20 s at a time until every worker has finished: up to 20 s idle at the end of
+    each search. This loop uses KerasTuner's servicer and end condition but polls every 0.1 s, and
+    stops with an error when a local worker process fails instead of waiting for it forever.
+    """
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_chief
+
+    class Servicer(oracle_chief.OracleServicer):
+        def EndTrial(self, request, context):
+            response = super().EndTrial(request, context)
+            self.oracle.save()  # see trial_tracking: the state KerasTuner saved still had this trial running
+            return response
+
+    tuner.save()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))  # one request at a time, as KerasTuner's
+    servicer = Servicer(tuner.oracle)
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    if server.add_insecure_port(f"{chief.oracle_ip}:{chief.oracle_port}") == 0:
+        raise RuntimeError(f"the tuning oracle cannot listen on {chief.oracle_ip}:{chief.oracle_port}: "
+                           "the port is taken or the address is not this machine's; choose another --oracle")
+    server.start()
+
+    def finished() -> bool:
+        return servicer.stop_triggered and oracle_chief.exit_chief(tuner.oracle)
+
+    try:
+        while not finished():
+            time.sleep(0.1)
+            codes = [process.poll() for process in processes]
+            failed = [(index, code) for index, code in enumerate(codes) if code not in (None, 0)]
+            if failed:
+                index, code = failed[0]
+                raise RuntimeError(f"tuning worker {index} stopped with exit code {code} before the search ended; "
+                                   "its error is printed above")
+            if processes and all(code == 0 for code in codes) and not finished():
+                raise RuntimeError("every tuning worker ended while the search still had trials to run")
+    finally:
+        server.stop(grace=1)
+
+
+def worker_count(setting: int | str) -> int:
+    """`tune.workers` as a number: "auto" is one per usable core, as many as free memory holds
+    (each worker is a TensorFlow process of about 1.5 GiB)."""
+    if setting != "auto":
+        return int(setting)
+    import psutil
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, int(psutil.virtual_memory().available // (1536 * 2**20))))
+
+
+WORKER_SPEC = "PIPELINE_TUNE_WORKER"  # the environment variable a local worker process reads its job from
+_TUNER_VARIABLES = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
+
+
+def _parallel_search(transform: Artifact, config: Config, directory: Path, *, workers: int, verbose: int,
+                     trial_tags: dict[str, str]):
+    """`workers` trials at once on this machine: this process serves the oracle (KerasTuner's distributed
+    mode, on a free loopback port) and `workers` processes of `python -m components.tune` run the trials,
+    each a nested MLflow run under the tune stage's run, as in a search in one process."""
+    import mlflow
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    chief = Distributed("chief", "chief", "127.0.0.1", port)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    job = {"transform": transform.uri, "config": config.to_dict(), "directory": str(directory),
+           "parent": mlflow.active_run().info.run_id, "tracking_uri": mlflow.get_tracking_uri(),
+           "oracle": [chief.oracle_ip, chief.oracle_port], "trial_tags": trial_tags, "verbose": verbose,
+           "threads": max(1, cores // workers)}
+    saved = {name: os.environ.get(name) for name in _TUNER_VARIABLES}
+    processes: list[subprocess.Popen] = []
+    try:
+        chief.export()
+        for index in range(workers):
+            environment = {**os.environ, WORKER_SPEC: json.dumps({**job, "tuner_id": f"worker{index}"})}
+            for name in _TUNER_VARIABLES:
+                environment.pop(name, None)
+            processes.append(subprocess.Popen([sys.executable, "-m", "components.tune"], env=environment,
+                                              preexec_fn=_end_with_parent))
+        log.info(f"tune: {workers} trials at a time, one worker process each")
+        return _search(transform, config, directory, verbose=verbose, trial_tags=trial_tags, chief=chief,
+                       processes=tuple(processes))
+    finally:
+        _stop(processes)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _end_with_parent() -> None:
+    """In a worker before it starts (Linux): the kernel kills it when the pipeline process dies, even by kill -9."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # elsewhere a worker ends when the oracle it talks to is gone
+
+
+def _stop(processes: list) -> None:
+    """Workers still running (the search failed or was interrupted) end their trial runs and exit."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _worker_main() -> int:
+    """A local tuning worker (`python -m components.tune`, started by `_parallel_search`)."""
+    job = json.loads(os.environ.pop(WORKER_SPEC))
+
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    logging.basicConfig(level=logging.INFO if job["verbose"] >= 1 else logging.WARNING, format="%(message)s")
+    from pipeline.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly(job["verbose"])
+    import mlflow
+    import tensorflow as tf
+
+    from pipeline import artifacts
+    from pipeline.config import from_dict
+    from pipeline.names import TAG_PID
+
+    # Each worker gets its share of the cores: TensorFlow's own thread pools would otherwise each
+    # take all of them and the workers would contend.
+    tf.config.threading.set_intra_op_parallelism_threads(job["threads"])
+    tf.config.threading.set_inter_op_parallelism_threads(job["threads"])
+    mlflow.set_tracking_uri(job["tracking_uri"])
+    distributed = Distributed("worker", job["tuner_id"], *job["oracle"])
+    try:
+        work(artifacts.load(Path(job["transform"]), verify=False), from_dict(job["config"]), Path(job["directory"]),
+             chief_run_id=job["parent"], distributed=distributed, verbose=job["verbose"],
+             trial_tags={**job["trial_tags"], TAG_PID: str(os.getpid())})
+    except KeyboardInterrupt:
+        while mlflow.active_run() is not None:
+            mlflow.end_run("KILLED")
+        return 130
+    except Exception as exc:  # the chief reports the exit code; the reason goes to the shared stderr
+        while mlflow.active_run() is not None:
+            mlflow.end_run("FAILED")
+        log.error(f"error: tuning worker {job['tuner_id']}: {type(exc).__name__}: {exc}")
+        return 1
+    return 0
+
+
+@contextmanager
+def _collector_skips_the_setup():
+    """KerasTuner runs two full garbage collections before every trial, and each walked every object
+    TensorFlow, Keras and MLflow had created (0.6 s apiece on digits, a fifth of a trial). Objects alive
+    when the search starts are frozen out of the collector's walk for the search: a trial's collections
+    then visit only what the trials themselves created, and still free every model they drop."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def run(transform: Artifact, config: Config, out: Path, *, trial_tags: dict[str, str], hparams_file: str | None = None,
@@ -189,7 +386,11 @@ def run(transform: Artifact, config: Config, out: Path, *, trial_tags: dict[str,
                      "waiting for workers (`pipeline tune --role worker ...`) to run the trials")
     props = transform.properties
     ex.log_inputs(props["examples"], Path(props["examples"]["uri"]), {"train": "training", "validation": "validation"})
-    tuner = _search(transform, config, out, verbose=verbose, trial_tags=trial_tags)
+    workers = worker_count(config.tune.workers) if distributed is None else 1
+    if workers > 1:
+        tuner = _parallel_search(transform, config, out, workers=workers, verbose=verbose, trial_tags=trial_tags)
+    else:
+        tuner = _search(transform, config, out, verbose=verbose, trial_tags=trial_tags, chief=distributed)
     objective = watched(config.tune.objective, props["task"])
 
     rows = _trials_table(tuner, objective)
@@ -220,3 +421,7 @@ def work(transform: Artifact, config: Config, directory: Path, *, chief_run_id: 
     distributed.export()
     tuner = _search(transform, config, directory, verbose=verbose, trial_tags=trial_tags, trial_parent=chief_run_id)
     return tuner.trials_run
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main())

@@ -9,8 +9,6 @@ artifact is reused and recorded as cached, without importing TensorFlow.
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 import traceback
 from dataclasses import dataclass, field, replace
@@ -21,6 +19,7 @@ from pipeline import artifacts, console, system_metrics, tracking
 from pipeline.config import Config, ConfigError, flatten
 from pipeline.fingerprint import fingerprint
 from pipeline.locks import exclusive
+from pipeline.quiet import import_tensorflow_quietly
 from pipeline.names import (
     ALIAS_CHAMPION,
     ARTIFACT_PROPERTIES,
@@ -169,23 +168,6 @@ def preflight(config: Config, steps: list[Planned], verbose: int = 1) -> None:
 def _stage_lock(final: Path):
     """One process at a time computes a given fingerprint; the others then find it cached."""
     return exclusive(final.with_name(final.name + ".lock"))
-
-
-def import_tensorflow_quietly(verbose: int) -> None:
-    """TensorFlow prints start-up lines straight to fd 2 before any logging setting applies; hide them
-    unless --verbose. The runner calls it only when a stage really runs (a fully cached run never imports
-    TensorFlow); the CLI calls it first thing for the commands that load a model (predict, study)."""
-    if verbose >= 2 or "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _run_stage(step: Planned, config: Config, options: Options, inputs: dict[str, artifacts.Artifact],

@@ -58,6 +58,20 @@ def test_the_training_stream_sees_every_example_once_per_pass(tmp_path, block):
     assert np.array_equal(np.concatenate([b["y"].numpy() for b, _ in zip(again, range(5))]), first)  # seeded
 
 
+@pytest.mark.parametrize("block", [0, 6])
+def test_an_endless_stream_has_only_full_batches_that_run_across_passes(tmp_path, block):
+    # 44 examples in batches of 8: a pass ends mid-batch. Every batch is still full (one traced shape
+    # for the training step), and two passes' worth of batches holds every example exactly twice.
+    columns = (records.Column("x", "float32", (1,)), records.Column("y", "int64"))
+    with records.ShardWriter(tmp_path, "train", columns, block=block) as writer:
+        writer.write_batch({"x": np.arange(44, dtype=np.float32)[:, None], "y": np.arange(44)})
+    stream = records.dataset([tmp_path / f for f in writer.files], columns, batch_size=8, shuffle=16, seed=1,
+                             repeat=True, block=block)
+    seen = [batch["y"].numpy() for batch, _ in zip(stream, range(11))]
+    assert [len(b) for b in seen] == [8] * 11
+    assert np.array_equal(np.bincount(np.concatenate(seen), minlength=44), np.full(44, 2))
+
+
 def test_numeric_statistics_merge_to_the_whole_split():
     rng = np.random.default_rng(0)
     values = rng.normal(3, 2, 10_000)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import socket
 import threading
+import time
 
 import pytest
 
@@ -147,6 +149,86 @@ def test_distributed_search_with_a_chief_and_two_workers(store):
     rows, _ = _table(store)
     assert len(ids) == len(set(ids)) == len(rows) == 6
     assert all(t.info.status == "FINISHED" for t in trials)
+
+
+PARALLEL = (*TINY, "--set", "tune.algorithm=random", "--set", "tune.max_trials=6", "--set", "tune.workers=2")
+
+
+def _worker_processes(store) -> list:
+    """Local tuning workers still alive that were started for this store."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if process.info["cmdline"][-2:] == ["-m", "components.tune"] and \
+                    process.environ().get("MLFLOW_TRACKING_URI") == store.uri:
+                found.append(process)
+        except (psutil.Error, TypeError):
+            continue
+    return found
+
+
+def test_parallel_trials_run_every_trial_once_in_worker_processes(store):
+    result = store.cli("tune", *PARALLEL, "-q")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    client = store.client()
+    (tune,) = _tune_runs(client)
+    assert tune.info.status == "FINISHED"
+    trials = _trials(client, tune.info.run_id)
+    assert {t.data.tags["pipeline.tuner_id"] for t in trials} == {"worker0", "worker1"}
+    # Each trial ran in a worker process, not in the process that ran the stage.
+    assert tune.data.tags["pipeline.pid"] not in {t.data.tags["pipeline.pid"] for t in trials}
+    assert len({t.data.tags["pipeline.pid"] for t in trials}) == 2
+    ids = [t.data.tags["pipeline.trial_id"] for t in trials]
+    rows, _ = _table(store)
+    assert len(ids) == len(set(ids)) == len(rows) == 6
+    assert all(t.info.status == "FINISHED" for t in trials)
+    for trial in trials:  # where each trial's time went, as the tuning benchmark reads it
+        metrics = trial.data.metrics
+        assert metrics["trial_seconds"] >= metrics["epoch_seconds"] > 0
+        assert metrics["overhead_seconds"] == pytest.approx(metrics["trial_seconds"] - metrics["epoch_seconds"])
+    assert _worker_processes(store) == []
+
+
+def test_parallel_search_killed_mid_way_takes_its_workers_along_and_resumes(store):
+    process = store.popen("tune", *PARALLEL)
+    _read_until(process, "tune: trial ", 2)  # two trials finished, in the workers
+    process.kill()  # kill -9 of the pipeline process: its workers must not go on alone
+    process.wait()
+    deadline = time.monotonic() + 30
+    while _worker_processes(store) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _worker_processes(store) == []
+    client = store.client()
+    (killed,) = _tune_runs(client)
+    before = {t.data.tags["pipeline.trial_id"] for t in _trials(client, killed.info.run_id)
+              if t.info.status == "FINISHED"}
+    assert len(before) >= 2
+
+    again = store.cli("tune", *PARALLEL, "-q")
+    assert again.returncode == 0, again.stderr[-3000:]
+    rows, _ = _table(store)
+    resumed = [r for r in _tune_runs(client) if r.info.run_id != killed.info.run_id]
+    assert len(resumed) == 1 and resumed[0].info.status == "FINISHED"
+    after = [t.data.tags["pipeline.trial_id"] for t in _trials(client, resumed[0].info.run_id)]
+    assert not before & set(after), "a completed trial was trained again"
+    finished = [t.data.tags["pipeline.trial_id"] for t in _trials(client) if t.info.status == "FINISHED"]
+    assert len(finished) == len(set(finished)) == len(rows) == 6
+    assert {t.info.status for t in _trials(client)} <= {"FINISHED", "FAILED"}  # none left RUNNING
+
+
+def test_tune_workers_is_a_count_or_auto():
+    from components.tune import worker_count
+    from pipeline.config import ConfigError, load_config
+
+    assert worker_count(3) == 3
+    assert 1 <= worker_count("auto") <= (os.cpu_count() or 1)
+    assert load_config(None, ["tune.workers=auto"]).tune.workers == "auto"
+    for bad, said in (("0", "out of range"), ("many", "whole number"), ("1.5", "whole number")):
+        with pytest.raises(ConfigError, match=said):
+            load_config(None, [f"tune.workers={bad}"])
 
 
 def test_hparams_file_and_disabled_tuning_skip_the_search(store, tmp_path):
