@@ -15,7 +15,7 @@ from pathlib import Path
 
 import studies
 from pipeline import console
-from pipeline.config import ConfigError, DEFAULT_CONFIG, check_stage, load_config
+from pipeline.config import ConfigError, DEFAULT_CONFIG, check_stage, load_config, parse_address
 from pipeline.names import STAGES
 
 EXAMPLES = {
@@ -185,9 +185,7 @@ def _distribution(args: argparse.Namespace, role: str) -> tuple[str, str]:
     if oracle is None:
         host = os.environ.get("KERASTUNER_ORACLE_IP", "127.0.0.1")
         oracle = f"{host}:{os.environ.get('KERASTUNER_ORACLE_PORT', '8000')}"
-    host, _, port = oracle.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"--oracle {oracle!r} is not HOST:PORT, e.g. 127.0.0.1:8000")
+    parse_address(oracle)
     tuner_id = "chief" if role == "chief" else (args.tuner_id or os.environ.get("KERASTUNER_TUNER_ID", ""))
     if role == "worker" and (not tuner_id or "chief" in tuner_id):
         raise ConfigError("a worker needs a unique --tuner-id (e.g. tuner0) that does not contain 'chief'")

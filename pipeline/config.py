@@ -407,6 +407,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return config
 
 
+def parse_address(address: str, what: str = "--oracle") -> tuple[str, int]:
+    """HOST:PORT as (host, port); a ConfigError naming `what` for anything else."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{what} {address!r} is not HOST:PORT, e.g. 127.0.0.1:8000")
+    return host, int(port)
+
+
 def from_dict(data: dict[str, dict[str, Any]]) -> Config:
     """A Config from `Config.to_dict()` output (another process's resolved config), validated again."""
     config = Config(**{name: _build_section(name, data.get(name, {})) for name in _SECTION_TYPES})

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import artifacts, console, system_metrics, tracking
-from pipeline.config import Config, ConfigError, flatten
+from pipeline.config import Config, ConfigError, flatten, parse_address
 from pipeline.fingerprint import fingerprint
 from pipeline.locks import exclusive
 from pipeline.quiet import import_tensorflow_quietly
@@ -376,7 +376,7 @@ def run_worker(config: Config, options: Options) -> int:
             return EXIT_FAILED
         time.sleep(2)
     import_tensorflow_quietly(options.verbose)
-    distributed = tune.Distributed("worker", options.tuner_id, *_split_address(options.oracle))
+    distributed = tune.Distributed("worker", options.tuner_id, *parse_address(options.oracle))
     count = tune.work(transform, config, artifacts.partial_dir(steps["tune"].final),
                       chief_run_id=chiefs[0].info.run_id, distributed=distributed,
                       trial_tags=tracking.process_tags("trial"), verbose=options.verbose)
@@ -437,7 +437,3 @@ def run_train_worker(config: Config, options: Options, cluster) -> int:
                  f"(weights sha256 {result['weights_sha256']}); waiting for the chief to finish")
     return EXIT_OK
 
-
-def _split_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host, int(port)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipeline.artifacts import Artifact
-from pipeline.config import Config
+from pipeline.config import Config, parse_address
 from pipeline.names import (
     EVALUATION,
     EXAMPLES,
@@ -72,8 +72,7 @@ def _tune(call: StageCall) -> dict[str, Any]:
 
     distributed = None
     if call.options.get("role") == "chief":
-        host, _, port = call.options["oracle"].rpartition(":")
-        distributed = tune.Distributed("chief", "chief", host, int(port))
+        distributed = tune.Distributed("chief", "chief", *parse_address(call.options["oracle"]))
     return tune.run(call.inputs["preprocess"], call.config, call.out, trial_tags=tracking.process_tags("trial"),
                       hparams_file=call.options.get("hparams"),
                       verbose=call.options.get("verbose", 1), distributed=distributed)
