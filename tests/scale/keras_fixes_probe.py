@@ -43,7 +43,8 @@ def main(mode: str) -> dict:
     def model():
         keras.utils.set_random_seed(1)
         with strategy.scope():
-            built = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(2)])
+            built = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, activation="relu"),
+                                      keras.layers.Dense(2)])
             built.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
         return built
 
