@@ -131,13 +131,16 @@ def fail_on_nan():
 
 
 def tracked(tuner_class: type, *, tags: dict[str, str], trial_parent: str | None = None, verbose: int = 1,
-            seed: int | None = None, training_data: Callable[[], Any] | None = None) -> type:
+            seed: int | None = None, training_data: Callable[[], Any] | None = None,
+            should_stop: Callable[[], str | None] | None = None) -> type:
     """`tuner_class` with MLflow runs per trial (carrying `tags`), nested under the active run or `trial_parent`.
 
     With `seed`, each trial seeds Keras with `seed` plus its trial number, and with `training_data`
     it trains on a stream built afresh (the same batch order for every trial): a trial's model then
     depends on its hyperparameters only, not on which trials the same process ran before it, so a
     search spread over worker processes trains the same models as a search in one process.
+    `should_stop`, asked before each trial, gives a reason to abandon the search (a worker it waits
+    for has died), or None.
     """
     import os
 
@@ -155,6 +158,9 @@ def tracked(tuner_class: type, *, tags: dict[str, str], trial_parent: str | None
             # Asked again without a trial in between: the oracle answered IDLE (Hyperband waits for a
             # round's other trials before promoting). KerasTuner asks again at once, in a loop that kept
             # a core busy while the other workers trained; wait a little between questions instead.
+            reason = should_stop() if should_stop else None
+            if reason:
+                raise RuntimeError(reason)
             if self._asked:
                 time.sleep(0.2)
             self._asked = True

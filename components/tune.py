@@ -69,7 +69,7 @@ def _write_tuner_state_atomically() -> None:
 
 
 def _make_tuner(config: Config, hypermodel, directory: Path, *, objective: str, trial_parent: str | None,
-                trial_tags: dict[str, str], verbose: int, training_data=None):
+                trial_tags: dict[str, str], verbose: int, training_data=None, should_stop=None):
     """The configured KerasTuner tuner, with every trial recorded as a nested MLflow run."""
     import keras_tuner
 
@@ -90,7 +90,7 @@ def _make_tuner(config: Config, hypermodel, directory: Path, *, objective: str, 
         max_consecutive_failed_trials=max(3, tune.max_trials),
     )
     tracked_class = tracked(_tuner_class(tune.algorithm), trial_parent=trial_parent, tags=trial_tags, verbose=verbose,
-                            seed=config.pipeline.seed, training_data=training_data)
+                            seed=config.pipeline.seed, training_data=training_data, should_stop=should_stop)
     try:
         if tune.algorithm == "hyperband":
             return tracked_class(max_epochs=tune.max_epochs, factor=3, hyperband_iterations=1, **common)
@@ -140,11 +140,13 @@ class Distributed:
 
 
 def _search(transform: Artifact, config: Config, directory: Path, *, verbose: int, trial_tags: dict[str, str],
-            trial_parent: str | None = None, chief: Distributed | None = None, processes: tuple = ()):
+            trial_parent: str | None = None, chief: Distributed | None = None, processes: tuple = (),
+            local_worker: str = ""):
     """Build the hypermodel and the tracked tuner over `directory`, and run the search.
 
-    As `chief`, serve the oracle to workers until the search is over (the trials run in those
-    workers; `processes`, when given, are local workers watched meanwhile)."""
+    As `chief`, serve the oracle to workers until the search is over; `processes`, when given, are
+    local worker processes watched meanwhile, and with `local_worker` this process runs trials too,
+    as a worker of that id, while it serves."""
     import keras
 
     import models
@@ -168,31 +170,65 @@ def _search(transform: Artifact, config: Config, directory: Path, *, verbose: in
     # the optimizer slots it does not restore, once per trial. Expected, so not shown.
     warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
     objective = watched(config.tune.objective, props["task"])
-    tuner = _make_tuner(config, hypermodel, directory, objective=objective, trial_parent=trial_parent,
-                        trial_tags=trial_tags, verbose=verbose, training_data=lambda: training_data()[0])
+    failure = _failure_of(processes)
+
+    def tuner_here():
+        return _make_tuner(config, hypermodel, directory, objective=objective, trial_parent=trial_parent,
+                           trial_tags=trial_tags, verbose=verbose, training_data=lambda: training_data()[0],
+                           should_stop=failure)
+
+    tuner = tuner_here()
+    if chief is not None:
+        tuner.oracle.verbose = 1 if verbose >= 2 else 0
+        with _serving(tuner, chief, failure):
+            if local_worker:
+                # A second tuner in this process, built as a worker: it asks the oracle served above.
+                os.environ["KERASTUNER_TUNER_ID"] = local_worker
+                _fit_trials(tuner_here(), config, objective, batches, steps, validation, validation_steps,
+                            directory, verbose)
+        return tuner
+    _fit_trials(tuner, config, objective, batches, steps, validation, validation_steps, directory, verbose)
+    return tuner
+
+
+def _fit_trials(tuner, config: Config, objective: str, batches, steps: int, validation, validation_steps: int,
+                directory: Path, verbose: int) -> None:
+    """The trial loop of this process: ask for trials until the oracle has none left."""
+    import keras
+
     callbacks = [keras.callbacks.TensorBoard(log_dir=str(directory / "tensorboard"), write_graph=False,
                                              profile_batch=0)]
     if config.tune.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=objective, patience=config.tune.early_stopping_patience,
                                                        mode="max" if objective == "val_accuracy" else "min"))
-    if chief is not None:
-        tuner.oracle.verbose = 1 if verbose >= 2 else 0
-        _serve_oracle(tuner, chief, processes)
-        return tuner
     with _collector_skips_the_setup():
         tuner.search(batches, steps_per_epoch=steps, validation_data=validation, validation_steps=validation_steps,
                      epochs=config.tune.max_epochs, shuffle=False,  # the stream is shuffled
                      callbacks=callbacks, verbose=1 if verbose >= 2 else 0)
-    return tuner
 
 
-def _serve_oracle(tuner, chief: Distributed, processes: tuple) -> None:
+def _failure_of(processes: tuple):
+    """A check for the trial loops: why the search cannot finish (a local worker process failed), or None."""
+    def failure() -> str | None:
+        for index, process in enumerate(processes):
+            code = process.poll()
+            if code not in (None, 0):
+                return (f"tuning worker process {index + 1} stopped with exit code {code} before the search ended; "
+                        "its error is printed above")
+        return None
+
+    return failure
+
+
+@contextmanager
+def _serving(tuner, chief: Distributed, failure):
     """The chief's side of KerasTuner's distributed mode: serve the oracle until the search is over.
 
     KerasTuner's own loop (`search` on the chief) polls once a second, and once the oracle has no
     new trial it sleeps 20 s at a time until every worker has finished: up to 20 s idle at the end of
-    each search. This loop uses KerasTuner's servicer and end condition but polls every 0.1 s, and
-    stops with an error when a local worker process fails instead of waiting for it forever.
+    each search. This serves with KerasTuner's servicer and end condition in a background thread
+    while the body runs, then polls every 0.1 s, and stops with an error when a local worker process
+    fails instead of waiting for it forever.
     """
     import grpc
     from keras_tuner.src import protos
@@ -212,21 +248,13 @@ def _serve_oracle(tuner, chief: Distributed, processes: tuple) -> None:
         raise RuntimeError(f"the tuning oracle cannot listen on {chief.oracle_ip}:{chief.oracle_port}: "
                            "the port is taken or the address is not this machine's; choose another --oracle")
     server.start()
-
-    def finished() -> bool:
-        return servicer.stop_triggered and oracle_chief.exit_chief(tuner.oracle)
-
     try:
-        while not finished():
+        yield
+        while not (servicer.stop_triggered and oracle_chief.exit_chief(tuner.oracle)):
             time.sleep(0.1)
-            codes = [process.poll() for process in processes]
-            failed = [(index, code) for index, code in enumerate(codes) if code not in (None, 0)]
-            if failed:
-                index, code = failed[0]
-                raise RuntimeError(f"tuning worker {index} stopped with exit code {code} before the search ended; "
-                                   "its error is printed above")
-            if processes and all(code == 0 for code in codes) and not finished():
-                raise RuntimeError("every tuning worker ended while the search still had trials to run")
+            reason = failure()
+            if reason:
+                raise RuntimeError(reason)
     finally:
         server.stop(grace=1)
 
@@ -266,15 +294,15 @@ def _parallel_search(transform: Artifact, config: Config, directory: Path, *, wo
     processes: list[subprocess.Popen] = []
     try:
         chief.export()
-        for index in range(workers):
+        for index in range(1, workers):  # worker0 is this process
             environment = {**os.environ, WORKER_SPEC: json.dumps({**job, "tuner_id": f"worker{index}"})}
             for name in _TUNER_VARIABLES:
                 environment.pop(name, None)
             processes.append(subprocess.Popen([sys.executable, "-m", "components.tune"], env=environment,
                                               preexec_fn=_end_with_parent))
-        log.info(f"tune: {workers} trials at a time, one worker process each")
+        log.info(f"tune: {workers} trials at a time, in this process and {workers - 1} worker process(es)")
         return _search(transform, config, directory, verbose=verbose, trial_tags=trial_tags, chief=chief,
-                       processes=tuple(processes))
+                       processes=tuple(processes), local_worker="worker0")
     finally:
         _stop(processes)
         for name, value in saved.items():
