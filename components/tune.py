@@ -13,19 +13,15 @@ import logging
 import math
 import os
 import signal
-import socket
-import subprocess
 import sys
-import time
 import warnings
-from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from components import examples as ex
-from components import hyperparameters
+from components import hyperparameters, trial_processes
 from components.data import evaluation_stream, training_stream, watched
 from pipeline.artifacts import Artifact, write_json
 from pipeline.config import Config
@@ -170,7 +166,7 @@ def _search(transform: Artifact, config: Config, directory: Path, *, verbose: in
     # the optimizer slots it does not restore, once per trial. Expected, so not shown.
     warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
     objective = watched(config.tune.objective, props["task"])
-    failure = _failure_of(processes)
+    failure = trial_processes.failure_of(processes)
 
     def tuner_here():
         return _make_tuner(config, hypermodel, directory, objective=objective, trial_parent=trial_parent,
@@ -180,7 +176,7 @@ def _search(transform: Artifact, config: Config, directory: Path, *, verbose: in
     tuner = tuner_here()
     if chief is not None:
         tuner.oracle.verbose = 1 if verbose >= 2 else 0
-        with _serving(tuner, chief, failure):
+        with trial_processes.serving(tuner, chief.oracle_ip, chief.oracle_port, failure):
             if local_worker:
                 # A second tuner in this process, built as a worker: it asks the oracle served above.
                 os.environ["KERASTUNER_TUNER_ID"] = local_worker
@@ -207,137 +203,35 @@ def _fit_trials(tuner, config: Config, objective: str, batches, steps: int, vali
                      callbacks=callbacks, verbose=1 if verbose >= 2 else 0)
 
 
-def _failure_of(processes: tuple):
-    """A check for the trial loops: why the search cannot finish (a local worker process failed), or None."""
-    def failure() -> str | None:
-        for index, process in enumerate(processes):
-            code = process.poll()
-            if code not in (None, 0):
-                return (f"tuning worker process {index + 1} stopped with exit code {code} before the search ended; "
-                        "its error is printed above")
-        return None
-
-    return failure
-
-
-@contextmanager
-def _serving(tuner, chief: Distributed, failure):
-    """The chief's side of KerasTuner's distributed mode: serve the oracle until the search is over.
-
-    KerasTuner's own loop (`search` on the chief) polls once a second, and once the oracle has no
-    new trial it sleeps 20 s at a time until every worker has finished: up to 20 s idle at the end of
-    each search. This serves with KerasTuner's servicer and end condition in a background thread
-    while the body runs, then polls every 0.1 s, and stops with an error when a local worker process
-    fails instead of waiting for it forever.
-    """
-    import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
-
-    class Servicer(oracle_chief.OracleServicer):
-        def EndTrial(self, request, context):
-            response = super().EndTrial(request, context)
-            self.oracle.save()  # see trial_tracking: the state KerasTuner saved still had this trial running
-            return response
-
-    tuner.save()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))  # one request at a time, as KerasTuner's
-    servicer = Servicer(tuner.oracle)
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
-    if server.add_insecure_port(f"{chief.oracle_ip}:{chief.oracle_port}") == 0:
-        raise RuntimeError(f"the tuning oracle cannot listen on {chief.oracle_ip}:{chief.oracle_port}: "
-                           "the port is taken or the address is not this machine's; choose another --oracle")
-    server.start()
-    try:
-        yield
-        while not (servicer.stop_triggered and oracle_chief.exit_chief(tuner.oracle)):
-            time.sleep(0.1)
-            reason = failure()
-            if reason:
-                raise RuntimeError(reason)
-    finally:
-        server.stop(grace=1)
-
-
-def worker_count(setting: int | str) -> int:
-    """`tune.workers` as a number: "auto" is one per usable core, as many as free memory holds
-    (each worker is a TensorFlow process of about 1.5 GiB)."""
-    if setting != "auto":
-        return int(setting)
-    import psutil
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, int(psutil.virtual_memory().available // (1536 * 2**20))))
-
-
-WORKER_SPEC = "PIPELINE_TUNE_WORKER"  # the environment variable a local worker process reads its job from
-_TUNER_VARIABLES = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
-
-
 def _parallel_search(transform: Artifact, config: Config, directory: Path, *, workers: int, verbose: int,
                      trial_tags: dict[str, str]):
     """`workers` trials at once on this machine: this process serves the oracle (KerasTuner's distributed
-    mode, on a free loopback port) and `workers` processes of `python -m components.tune` run the trials,
-    each a nested MLflow run under the tune stage's run, as in a search in one process."""
+    mode, on a free loopback port) and runs trials as worker0, and `workers - 1` processes of
+    `python -m components.tune` run trials too, each a nested MLflow run under the tune stage's run, as
+    in a search in one process."""
     import mlflow
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    chief = Distributed("chief", "chief", "127.0.0.1", port)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    chief = Distributed("chief", "chief", "127.0.0.1", trial_processes.free_loopback_port())
     job = {"transform": transform.uri, "config": config.to_dict(), "directory": str(directory),
            "parent": mlflow.active_run().info.run_id, "tracking_uri": mlflow.get_tracking_uri(),
            "oracle": [chief.oracle_ip, chief.oracle_port], "trial_tags": trial_tags, "verbose": verbose,
-           "threads": max(1, cores // workers)}
-    saved = {name: os.environ.get(name) for name in _TUNER_VARIABLES}
-    processes: list[subprocess.Popen] = []
-    try:
-        chief.export()
-        for index in range(1, workers):  # worker0 is this process
-            environment = {**os.environ, WORKER_SPEC: json.dumps({**job, "tuner_id": f"worker{index}"})}
-            for name in _TUNER_VARIABLES:
-                environment.pop(name, None)
-            processes.append(subprocess.Popen([sys.executable, "-m", "components.tune"], env=environment,
-                                              preexec_fn=_end_with_parent))
-        log.info(f"tune: {workers} trials at a time, in this process and {workers - 1} worker process(es)")
-        return _search(transform, config, directory, verbose=verbose, trial_tags=trial_tags, chief=chief,
-                       processes=tuple(processes), local_worker="worker0")
-    finally:
-        _stop(processes)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def _end_with_parent() -> None:
-    """In a worker before it starts (Linux): the kernel kills it when the pipeline process dies, even by kill -9."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # elsewhere a worker ends when the oracle it talks to is gone
-
-
-def _stop(processes: list) -> None:
-    """Workers still running (the search failed or was interrupted) end their trial runs and exit."""
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
+           "threads": max(1, trial_processes.usable_cores() // workers)}
+    processes: list = []
+    with trial_processes.kerastuner_variables():
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            chief.export()
+            for index in range(1, workers):  # worker0 is this process
+                processes.append(trial_processes.start_worker({**job, "tuner_id": f"worker{index}"}))
+            log.info(f"tune: {workers} trials at a time, in this process and {workers - 1} worker process(es)")
+            return _search(transform, config, directory, verbose=verbose, trial_tags=trial_tags, chief=chief,
+                           processes=tuple(processes), local_worker="worker0")
+        finally:
+            trial_processes.stop(processes)
 
 
 def _worker_main() -> int:
     """A local tuning worker (`python -m components.tune`, started by `_parallel_search`)."""
-    job = json.loads(os.environ.pop(WORKER_SPEC))
+    job = json.loads(os.environ.pop(trial_processes.WORKER_JOB))
 
     def interrupted(signum, frame):
         raise KeyboardInterrupt
@@ -414,7 +308,7 @@ def run(transform: Artifact, config: Config, out: Path, *, trial_tags: dict[str,
                      "waiting for workers (`pipeline tune --role worker ...`) to run the trials")
     props = transform.properties
     ex.log_inputs(props["examples"], Path(props["examples"]["uri"]), {"train": "training", "validation": "validation"})
-    workers = worker_count(config.tune.workers) if distributed is None else 1
+    workers = trial_processes.worker_count(config.tune.workers) if distributed is None else 1
     if workers > 1:
         tuner = _parallel_search(transform, config, out, workers=workers, verbose=verbose, trial_tags=trial_tags)
     else:

@@ -171,7 +171,7 @@ def _command_run(args: argparse.Namespace, until: str) -> int:
     options = Options(no_cache=args.no_cache, from_stage=args.from_stage, until_stage=until,
                       hparams=args.hparams, verbose=level, role=role, tuner_id=tuner_id, oracle=oracle)
     if role == "worker":
-        from pipeline.runner import run_worker
+        from pipeline.workers import run_worker
 
         return run_worker(config, options)
     return run_pipeline(config, options)

@@ -197,7 +197,7 @@ def tune_chief(run: dict[str, Any], preprocess: str, oracle_port: int) -> str:
 def tune_worker(run: dict[str, Any], tuner_id: str) -> None:
     """A tuning worker: finds the chief's search under this parent run, runs trials from its oracle, ends with it."""
     from components.tune import CHIEF_TAG
-    from pipeline.runner import run_worker
+    from pipeline.workers import run_worker
 
     context = _open(run)
     wait_s = Options().wait_s

@@ -211,7 +211,7 @@ def test_parallel_search_killed_mid_way_takes_its_workers_along_and_resumes(stor
 
 
 def test_tune_workers_is_a_count_or_auto():
-    from components.tune import worker_count
+    from components.trial_processes import worker_count
     from pipeline.config import ConfigError, load_config
 
     assert worker_count(3) == 3
