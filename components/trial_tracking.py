@@ -187,41 +187,49 @@ def tracked(tuner_class: type, *, tags: dict[str, str], trial_parent: str | None
             return super().run_trial(trial, *args, **kwargs)
 
         def on_trial_end(self, trial) -> None:
+            # The trial's MLflow run ends first, then the oracle records the trial: killed in between,
+            # the resumed search runs the trial again (a second run of it in MLflow) rather than count it
+            # done while MLflow shows it FAILED.
+            outcome = self._end_trial_run(trial)
             super().on_trial_end(trial)
             if not os.environ.get("KERASTUNER_ORACLE_IP"):
                 # KerasTuner saves the oracle's state before it takes the ended trial off the running ones:
                 # killed before the next save, a resumed search would train that finished trial again.
-                # (A chief saves again for its workers' trials, components/tune.py.)
+                # (A chief saves again for its workers' trials, components/trial_processes.py.)
                 self.oracle.save()
             self.trials_run += 1
+            if outcome and verbose >= 1:
+                log.info(f"tune: trial {trial.trial_id} ({self.trials_run} run here"
+                         f"{_budget(self.oracle)}): {outcome}; best so far {_best(self.oracle)}")
+
+        def _end_trial_run(self, trial) -> str:
+            """End this trial's MLflow run with its outcome (the oracle's score, computed as the oracle will)."""
             active = mlflow.active_run()
             if active is None or active.info.run_id != getattr(self, "_trial_run_id", None):
-                return
+                return ""
             # Where a trial's time goes: its epochs (fitting, validating, the first one tracing the
             # model's functions) and everything else (building, bookkeeping, tracking).
             seconds = time.perf_counter() - self._trial_started
             mlflow.log_metrics({"trial_seconds": seconds, "epoch_seconds": self._epochs.seconds,
                                 "overhead_seconds": seconds - self._epochs.seconds})
-            score = trial.score
-            if score is None and trial.status == trial_module.TrialStatus.COMPLETED:
-                # A distributed worker's copy of the trial is not scored; the chief's oracle has the score.
-                score = self.oracle.get_trial(trial.trial_id).score
-            if trial.status == trial_module.TrialStatus.COMPLETED and score is not None:
+            score = None
+            if trial.status == trial_module.TrialStatus.COMPLETED:
+                # A worker's copy of the trial has no metrics; the oracle's (over gRPC for a worker) has.
+                recorded = self.oracle.get_trial(trial.trial_id)
+                score = recorded.metrics.get_best_value(self.oracle.objective.name)
+            if score is not None and _finite_number(score):
                 mlflow.log_metric("objective", float(score))
                 mlflow.set_tag("pipeline.trial_status", "COMPLETED")
                 mlflow.end_run("FINISHED")
-                outcome = f"{self.oracle.objective.name} {float(score):.4f}"
-            else:
-                reason = (trial.message or "no reason given").strip().splitlines()
-                mlflow.set_tag("pipeline.trial_status", str(trial.status))
-                mlflow.set_tag(TAG_ERROR, reason[-1][:5000] if reason else "")
-                if trial.message:
-                    mlflow.log_text(trial.message, "trial_error.txt")
-                mlflow.end_run("FAILED")
-                outcome = f"FAILED ({reason[-1][:200] if reason else 'no reason'})"
-            if verbose >= 1:
-                log.info(f"tune: trial {trial.trial_id} ({self.trials_run} run here"
-                             f"{_budget(self.oracle)}): {outcome}; best so far {_best(self.oracle)}")
+                return f"{self.oracle.objective.name} {float(score):.4f}"
+            message = trial.message or ("the objective was not finite" if score is not None else "no reason given")
+            reason = message.strip().splitlines()
+            mlflow.set_tag("pipeline.trial_status", str(trial.status))
+            mlflow.set_tag(TAG_ERROR, reason[-1][:5000] if reason else "")
+            if trial.message:
+                mlflow.log_text(trial.message, "trial_error.txt")
+            mlflow.end_run("FAILED")
+            return f"FAILED ({reason[-1][:200] if reason else 'no reason'})"
 
     TrackedTuner.__name__ = f"Tracked{tuner_class.__name__}"
     return TrackedTuner
