@@ -3,7 +3,7 @@
 `base_values` turns [model] and [train] into the keyword arguments of `models.build_model` and of
 `models.optimizer_from`, the learning-rate schedule included; tune hands them to the hypermodel as
 the values of every key the search does not tune, and train merges the best values over them. The
-tunable keys and their kinds are `models.space`'s.
+tunable keys and their kinds are `models.vocabulary`'s.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from models.vocabulary import BOOLEAN, TUNABLE_MODEL_KEYS, TUNABLE_TRAIN_KEYS
 from pipeline.config import Config, ConfigError
-
-_BOOLEAN_KEYS = ("batch_norm", "bidirectional")  # KerasTuner stores boolean choices as 0/1
 
 
 def base_values(config: Config, *, steps_per_epoch: int, epochs: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -40,9 +39,7 @@ def base_values(config: Config, *, steps_per_epoch: int, epochs: int) -> tuple[d
 
 
 def tunable_keys() -> tuple[str, ...]:
-    import models
-
-    return models.TUNABLE_MODEL_KEYS + models.TUNABLE_TRAIN_KEYS
+    return TUNABLE_MODEL_KEYS + TUNABLE_TRAIN_KEYS
 
 
 def read_file(path: str) -> dict[str, Any]:
@@ -62,4 +59,4 @@ def read_file(path: str) -> dict[str, Any]:
 
 def clean(values: dict[str, Any]) -> dict[str, Any]:
     """Tuned values without KerasTuner's bookkeeping keys, booleans as booleans."""
-    return {k: bool(v) if k in _BOOLEAN_KEYS else v for k, v in values.items() if not k.startswith("tuner/")}
+    return {k: bool(v) if k in BOOLEAN else v for k, v in values.items() if not k.startswith("tuner/")}

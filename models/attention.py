@@ -29,7 +29,8 @@ import math
 
 import keras
 
-from models.blocks import check_choice, kernel_initializer, seed_stream
+from models.blocks import kernel_initializer, seed_stream
+from models.vocabulary import check_choice
 
 POOLING_KINDS = ("additive", "dot")
 DEFAULT_NAME = "attention_pooling"

@@ -10,16 +10,13 @@ dropout so inference needs no rescaling).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import keras
 
-ENCODERS = ("mlp", "cnn", "simple_rnn", "lstm", "gru")
-RECURRENT_ENCODERS = ("simple_rnn", "lstm", "gru")
-ATTENTIONS = ("none", "additive", "dot")
-ACTIVATIONS = ("relu", "sigmoid", "tanh")
-INPUT_KINDS = ("image", "sequence", "vector", "tokens")
+from models.vocabulary import ACTIVATIONS, RECURRENT_ENCODERS, check_choice, check_range
+
 _RECURRENT_LAYERS = {
     "simple_rnn": keras.layers.SimpleRNN,
     "lstm": keras.layers.LSTM,
@@ -33,10 +30,6 @@ _EMBEDDING_INIT_LIMIT = 0.05
 _SEED_STRIDE = 1000
 
 
-def check_choice(name: str, value: object, allowed: Sequence[object]) -> None:
-    """Raise a ValueError naming `name`, the offending value and the allowed ones."""
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {tuple(allowed)}, got {value!r}")
 
 
 def seed_stream(seed: int | None) -> Iterator[int | None]:
@@ -76,17 +69,13 @@ class BlockConfig:
     bn_epsilon: float  # BN variance epsilon
 
     def __post_init__(self) -> None:
-        if self.units < 1:
-            raise ValueError(f"units must be >= 1, got {self.units!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        check_range("units", self.units)
+        check_range("dropout", self.dropout)
         check_choice("activation", self.activation, ACTIVATIONS)
-        if self.init_std is not None and self.init_std <= 0:
-            raise ValueError(f"init_std must be > 0 or None, got {self.init_std!r}")
-        if not 0.0 <= self.bn_momentum < 1.0:
-            raise ValueError(f"bn_momentum must be in [0, 1), got {self.bn_momentum!r}")
-        if self.bn_epsilon <= 0:
-            raise ValueError(f"bn_epsilon must be > 0, got {self.bn_epsilon!r}")
+        if self.init_std is not None:
+            check_range("init_std", self.init_std)
+        check_range("bn_momentum", self.bn_momentum)
+        check_range("bn_epsilon", self.bn_epsilon)
 
 
 def _normalise_activate_drop(

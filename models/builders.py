@@ -30,13 +30,9 @@ from collections.abc import Iterator
 import keras
 
 from models.attention import attention_pooling
+from models.vocabulary import ATTENTIONS, ENCODERS, INPUT_KINDS, RECURRENT_ENCODERS, check_choice
 from models.blocks import (
-    ATTENTIONS,
-    ENCODERS,
-    INPUT_KINDS,
-    RECURRENT_ENCODERS,
     BlockConfig,
-    check_choice,
     conv_block,
     dense_block,
     embedding_initializer,

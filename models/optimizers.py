@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from models.blocks import check_choice
-
-OPTIMIZERS = ("sgd", "momentum", "adam")
-SCHEDULES = ("constant", "cosine")
+from models.vocabulary import OPTIMIZERS, SCHEDULES, check_choice, check_range
 
 
 def build_optimizer(
@@ -31,10 +28,9 @@ def build_optimizer(
     """
     check_choice("optimizer", name, OPTIMIZERS)
     check_choice("schedule", schedule, SCHEDULES)
-    if learning_rate <= 0:
-        raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
-    if clipnorm is not None and clipnorm <= 0:
-        raise ValueError(f"clipnorm must be > 0 or None, got {clipnorm!r}")
+    check_range("learning_rate", learning_rate)
+    if clipnorm is not None:
+        check_range("clipnorm", clipnorm)
     rate: float | keras.optimizers.schedules.LearningRateSchedule = learning_rate
     if schedule == "cosine":
         if decay_steps is None or decay_steps < 1:
@@ -43,8 +39,7 @@ def build_optimizer(
     if name == "sgd":
         return keras.optimizers.SGD(learning_rate=rate, momentum=0.0, clipnorm=clipnorm)
     if name == "momentum":
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        check_range("momentum", momentum)
         return keras.optimizers.SGD(
             learning_rate=rate, momentum=momentum, nesterov=nesterov, clipnorm=clipnorm
         )

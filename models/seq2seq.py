@@ -24,14 +24,12 @@ import keras
 import numpy as np
 
 from models.blocks import (
-    ATTENTIONS,
-    RECURRENT_ENCODERS,
-    check_choice,
     embedding_initializer,
     kernel_initializer,
     recurrent_layer,
     seed_stream,
 )
+from models.vocabulary import ATTENTIONS, RECURRENT_ENCODERS, check_choice
 
 PAD = 0  # padding, masked in the encoder, the decoder and the loss
 START = 1  # first decoder input of every sequence

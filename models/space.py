@@ -36,35 +36,23 @@ from dataclasses import dataclass
 
 import keras_tuner
 
-from models.blocks import ACTIVATIONS, ATTENTIONS, ENCODERS, RECURRENT_ENCODERS
 from models.builders import build_model
-from models.optimizers import OPTIMIZERS, build_optimizer
-
-TUNABLE_MODEL_KEYS = (
-    "encoder",
-    "attention",
-    "units",
-    "layers",
-    "batch_norm",
-    "dropout",
-    "activation",
-    "bidirectional",
-    "embedding_dim",
+from models.optimizers import build_optimizer
+from models.vocabulary import (
+    BOOLEAN,
+    CHOICES,
+    FLOAT,
+    INTEGER,
+    RANGES,
+    RECURRENT_ENCODERS,
+    TUNABLE_MODEL_KEYS,
+    TUNABLE_TRAIN_KEYS,
 )
-TUNABLE_TRAIN_KEYS = ("optimizer", "learning_rate", "momentum", "batch_size")
+
 # What base_model / base_train may hold besides the tunable keys.
 BASE_MODEL_KEYS = TUNABLE_MODEL_KEYS + ("init_std", "bn_momentum", "bn_epsilon")
 BASE_TRAIN_KEYS = TUNABLE_TRAIN_KEYS + ("nesterov", "clipnorm", "schedule", "decay_steps")
 
-_CATEGORICAL = {
-    "encoder": ENCODERS,
-    "attention": ATTENTIONS,
-    "activation": ACTIVATIONS,
-    "optimizer": OPTIMIZERS,
-}
-_BOOLEAN = ("batch_norm", "bidirectional")
-_INTEGER = ("units", "layers", "embedding_dim", "batch_size")
-_FLOAT = ("dropout", "learning_rate", "momentum")
 _LOG_BY_DEFAULT = ("learning_rate",)
 _SAMPLINGS = ("linear", "log")
 _RANGE_TABLE_KEYS = {"min", "max", "step", "sampling"}
@@ -115,7 +103,7 @@ def parse_space(space: dict) -> dict[str, _Choice | _Range]:
 
 
 def _parse_entry(key: str, entry: object) -> _Choice | _Range:
-    numeric = key in _INTEGER or key in _FLOAT
+    numeric = key in INTEGER or key in FLOAT
     if isinstance(entry, dict):
         if set(entry) == {"values"}:
             return _parse_choices(key, entry["values"])
@@ -137,7 +125,7 @@ def _parse_entry(key: str, entry: object) -> _Choice | _Range:
 def _parse_choices(key: str, values: object) -> _Choice:
     if not isinstance(values, (list, tuple)) or not values:
         raise ValueError(f"space[{key!r}] needs a non-empty list of choices, got {values!r}")
-    values = tuple(float(v) if key in _FLOAT and _is_number(v) else v for v in values)
+    values = tuple(float(v) if key in FLOAT and _is_number(v) else v for v in values)
     for value in values:
         _check_value(key, value)
     if len(set(values)) != len(values):
@@ -150,7 +138,7 @@ def _parse_range(key: str, table: dict) -> _Range:
     low, high, step = table["min"], table["max"], table.get("step")
     if sampling not in _SAMPLINGS:
         raise ValueError(f"space[{key!r}] sampling must be one of {_SAMPLINGS}, got {sampling!r}")
-    if key in _FLOAT:
+    if key in FLOAT:
         low, high = float(low), float(high)
         step = None if step is None else float(step)
     for value in (low, high):
@@ -159,7 +147,7 @@ def _parse_range(key: str, table: dict) -> _Range:
         raise ValueError(f"space[{key!r}] range needs min < max, got [{low!r}, {high!r}]")
     if step is not None:
         smallest = 1 if sampling == "log" else 0
-        valid_type = _is_integer(step) if key in _INTEGER else _is_number(step)
+        valid_type = _is_integer(step) if key in INTEGER else _is_number(step)
         if not valid_type or step <= smallest:
             raise ValueError(
                 f"space[{key!r}] step must be a number > {smallest} "
@@ -179,28 +167,25 @@ def _is_integer(value: object) -> bool:
 
 
 def _check_value(key: str, value: object) -> None:
-    if key in _CATEGORICAL:
-        if value not in _CATEGORICAL[key]:
-            raise ValueError(f"space[{key!r}] choice {value!r} is not one of {_CATEGORICAL[key]}")
-    elif key in _BOOLEAN:
+    if key in CHOICES:
+        if value not in CHOICES[key]:
+            raise ValueError(f"space[{key!r}] choice {value!r} is not one of {CHOICES[key]}")
+    elif key in BOOLEAN:
         if not isinstance(value, bool):
             raise ValueError(f"space[{key!r}] choices must be true or false, got {value!r}")
-    elif key in _INTEGER:
-        if not _is_integer(value) or value < 1:
-            raise ValueError(f"space[{key!r}] values must be integers >= 1, got {value!r}")
+    elif key in INTEGER and not _is_integer(value):
+        raise ValueError(f"space[{key!r}] values must be integers, got {value!r}")
     elif not _is_number(value):
         raise ValueError(f"space[{key!r}] values must be numbers, got {value!r}")
-    elif key == "learning_rate" and value <= 0:
-        raise ValueError(f"space['learning_rate'] values must be > 0, got {value!r}")
-    elif key in ("dropout", "momentum") and not 0.0 <= value < 1.0:
-        raise ValueError(f"space[{key!r}] values must be in [0, 1), got {value!r}")
+    elif value not in RANGES[key]:
+        raise ValueError(f"space[{key!r}] values must be in {RANGES[key]}, got {value!r}")
 
 
 def _register(hp: keras_tuner.HyperParameters, key: str, spec: _Choice | _Range) -> object:
     """Declare one hyperparameter; returns its value, or None when inactive."""
     if isinstance(spec, _Choice):
         return hp.Choice(key, list(spec.values))
-    numeric = hp.Int if key in _INTEGER else hp.Float
+    numeric = hp.Int if key in INTEGER else hp.Float
     return numeric(key, spec.low, spec.high, step=spec.step, sampling=spec.sampling)
 
 
@@ -268,7 +253,7 @@ def hyperparameters_to_kwargs(
     _check_keys("base_model", base_model, BASE_MODEL_KEYS)
     _check_keys("base_train", base_train, BASE_TRAIN_KEYS)
     # KerasTuner hands boolean choices back as 0/1 once a trial has been saved and reloaded.
-    values = {k: bool(v) if k in _BOOLEAN else v for k, v in values.items()}
+    values = {k: bool(v) if k in BOOLEAN else v for k, v in values.items()}
     model_kwargs = {**base_model, **{k: v for k, v in values.items() if k in TUNABLE_MODEL_KEYS}}
     train_kwargs = {**base_train, **{k: v for k, v in values.items() if k in TUNABLE_TRAIN_KEYS}}
     encoder = model_kwargs.get("encoder", _defaults()["encoder"])

@@ -1,44 +1,25 @@
 """The pipeline's configuration: TOML files loaded into frozen dataclasses.
 
-Every key has a one-line comment with its meaning. Validation happens here, before
+Every key has a one-line comment with its meaning. Validation happens on load, before
 any MLflow run or artifact exists, so a typo costs a message and exit code 2,
-never a half-finished run.
+never a half-finished run; the rules each value is checked against are in
+`pipeline/config_rules.py`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
-import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from pipeline.names import (
-    ACTIVATIONS,
-    ATTENTIONS,
-    ENCODERS,
-    OPTIMIZERS,
-    SCHEDULES,
-    STAGES,
-    TUNE_ALGORITHMS,
-    TUNE_OBJECTIVES,
-    TASKS,
-)
+from pipeline.config_rules import ConfigError, check_space, check_value, coerce
+from pipeline.names import STAGES
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "digits.toml"
-
-
-# How `fit` spreads over devices: one device, tf.distribute.MirroredStrategy over this machine's devices,
-# or tf.distribute.MultiWorkerMirroredStrategy over the cluster in the TF_CONFIG environment variable.
-DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
-
-
-class ConfigError(ValueError):
-    """A config problem the user must fix; the CLI prints it and exits 2."""
 
 
 @dataclass(frozen=True)
@@ -161,138 +142,6 @@ _SECTION_TYPES = {
     "tracking": TrackingConfig,
 }
 
-# key -> (allowed values) for string keys with a fixed vocabulary.
-_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("model", "encoder"): ENCODERS,
-    ("model", "attention"): ATTENTIONS,
-    ("model", "activation"): ACTIVATIONS,
-    ("train", "optimizer"): OPTIMIZERS,
-    ("train", "schedule"): SCHEDULES,
-    ("tune", "algorithm"): TUNE_ALGORITHMS,
-    ("tune", "objective"): TUNE_OBJECTIVES,
-    ("data", "task"): TASKS,
-    ("train", "monitor"): TUNE_OBJECTIVES,
-    ("train", "distribution"): DISTRIBUTIONS,
-}
-
-# key -> (low, high, low_inclusive, high_inclusive, human-readable range)
-_RANGES: dict[tuple[str, str], tuple[float, float, bool, bool]] = {
-    ("model", "dropout"): (0.0, 1.0, True, False),
-    ("model", "units"): (1, math.inf, True, True),
-    ("model", "layers"): (1, 64, True, True),
-    ("model", "embedding_dim"): (1, math.inf, True, True),
-    ("model", "init_std"): (0.0, math.inf, True, True),
-    ("model", "bn_momentum"): (0.0, 1.0, True, False),
-    ("model", "bn_epsilon"): (0.0, 1.0, False, False),
-    ("train", "learning_rate"): (0.0, 10.0, False, True),
-    ("train", "momentum"): (0.0, 1.0, True, False),
-    ("train", "clipnorm"): (0.0, math.inf, True, True),
-    ("train", "batch_size"): (1, 1_000_000, True, True),
-    ("train", "epochs"): (1, 100_000, True, True),
-    ("train", "early_stopping_patience"): (0, 100_000, True, True),
-    ("tune", "max_trials"): (1, 100_000, True, True),
-    ("tune", "max_epochs"): (1, 100_000, True, True),
-    ("tune", "executions_per_trial"): (1, 100, True, True),
-    ("tune", "early_stopping_patience"): (0, 100_000, True, True),
-    ("data", "max_examples"): (0, math.inf, True, True),
-    ("train", "shuffle_buffer"): (1, 100_000_000, True, True),
-    ("evaluate", "max_mae"): (0.0, math.inf, True, True),
-    ("evaluate", "min_r2"): (-math.inf, 1.0, True, True),
-    ("data", "vocab_size"): (3, 10_000_000, True, True),
-    ("data", "sequence_length"): (1, 100_000, True, True),
-    ("data", "max_label_drift"): (0.0, 1.0, True, True),
-    ("pipeline", "seed"): (0, 2**31 - 1, True, True),
-    ("tracking", "system_metrics_interval_s"): (0.1, 3600.0, True, True),
-    ("evaluate", "min_accuracy"): (0.0, 1.0, True, True),
-    ("evaluate", "max_regression"): (0.0, 1.0, True, True),
-    ("evaluate", "max_loss"): (0.0, math.inf, True, True),
-    ("evaluate", "top_k"): (1, 1000, True, True),
-}
-
-_SPLIT_RE = re.compile(
-    r"^[A-Za-z_][\w-]*(\[\s*(-?\d+%?)?\s*:\s*(-?\d+%?)?\s*\])?(\s*\+\s*[A-Za-z_][\w-]*(\[\s*(-?\d+%?)?\s*:\s*(-?\d+%?)?\s*\])?)*$"
-)
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def _describe_range(low: float, high: float, low_inc: bool, high_inc: bool) -> str:
-    left = "[" if low_inc else "("
-    right = "]" if high_inc else ")"
-    hi = "inf" if high == math.inf else (str(high) if isinstance(high, int) else f"{high:g}")
-    return f"{left}{low:g}, {hi}{right}"
-
-
-def _coerce(section: str, key: str, value: Any, expected: Any) -> Any:
-    """Check a TOML value against the dataclass field type; ints are accepted for floats."""
-    where = f"{section}.{key}"
-    if expected is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
-        return value
-    if expected is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
-        return value
-    if expected is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        if math.isnan(value):
-            raise ConfigError(f"{where} must be a number, got nan")
-        return float(value)
-    if expected is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {value!r}")
-        return value
-    if expected == list[str] or expected == list[int]:
-        item = str if expected == list[str] else int
-        if not isinstance(value, list) or not all(isinstance(v, item) and not isinstance(v, bool) for v in value):
-            raise ConfigError(f"{where} must be a list of {'strings' if item is str else 'integers'}, got {value!r}")
-        return list(value)
-    if expected == int | str:  # a count, or "auto"
-        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool)):
-            return value
-        raise ConfigError(f"{where} must be a whole number or \"auto\", got {value!r}")
-    if isinstance(value, dict):
-        return dict(value)
-    raise ConfigError(f"{where} must be a table of hyperparameter choices, got {value!r}")
-
-
-def _check_value(section: str, key: str, value: Any) -> None:
-    where = f"{section}.{key}"
-    choices = _CHOICES.get((section, key))
-    if choices is not None and value not in choices:
-        raise ConfigError(f"{where} = {value!r} is not one of the allowed values: {', '.join(choices)}")
-    bounds = _RANGES.get((section, key))
-    if bounds is not None:
-        low, high, low_inc, high_inc = bounds
-        ok = (value >= low if low_inc else value > low) and (value <= high if high_inc else value < high)
-        if not ok:
-            raise ConfigError(f"{where} = {value!r} is out of range: allowed {_describe_range(*bounds)}")
-    if section == "data" and key.endswith("_split"):
-        if not _SPLIT_RE.match(value.strip()):
-            raise ConfigError(
-                f"{where} = {value!r} is not a TFDS split expression; use e.g. 'train', 'test', "
-                "'train[:80%]' or 'train[80%:90%]'"
-            )
-        for pct in re.findall(r"(-?\d+)%", value):
-            if not -100 <= int(pct) <= 100:
-                raise ConfigError(f"{where} = {value!r}: split percentages must lie in [-100%, 100%]")
-    if section == "data" and key == "image_size" and value and (len(value) != 2 or min(value) < 1):
-        raise ConfigError(f"{where} = {value!r} must be [height, width] with both >= 1, or [] for no resizing")
-    if section == "data" and key == "crosses":
-        for cross in value:
-            if len([part for part in cross.split("*") if part]) < 2:
-                raise ConfigError(f"{where} has {cross!r}; write a cross as two or more column names joined "
-                                  "by '*', e.g. \"sex*pclass\"")
-    if section == "tune" and key == "workers" and value != "auto" and not 1 <= value <= 256:
-        raise ConfigError(f"{where} = {value!r} is out of range: allowed 1 to 256, or \"auto\" (one per usable core)")
-    if section == "pipeline" and key == "name" and not _NAME_RE.match(value):
-        raise ConfigError(
-            f"pipeline.name = {value!r} is not a valid name: use letters, digits, '_', '-' or '.', "
-            "starting with a letter or digit"
-        )
-
-
 def _build_section(section: str, raw: Any) -> Any:
     cls = _SECTION_TYPES[section]
     if not isinstance(raw, dict):
@@ -308,35 +157,9 @@ def _build_section(section: str, raw: Any) -> Any:
         expected = hints[key]
         if section == "tune" and key == "space":
             expected = dict
-        values[key] = _coerce(section, key, value, expected)
-        _check_value(section, key, values[key])
+        values[key] = coerce(section, key, value, expected)
+        check_value(section, key, values[key])
     return cls(**values)
-
-
-def _validate_space(space: dict[str, Any]) -> None:
-    """Check the tuning space without importing Keras: keys, shapes and allowed choices."""
-    tunable = {**{k: "model" for k in ("encoder", "attention", "units", "layers", "batch_norm", "dropout",
-                                        "activation", "bidirectional", "embedding_dim")},
-               **{k: "train" for k in ("optimizer", "learning_rate", "momentum", "batch_size")}}
-    for key, spec in space.items():
-        if key not in tunable:
-            raise ConfigError(f"unknown key tune.space.{key}; tunable keys are: {', '.join(tunable)}")
-        if isinstance(spec, dict):
-            values = spec.get("values", [v for k, v in spec.items() if k in ("min", "max")])
-        elif isinstance(spec, list):
-            values = spec
-        else:
-            raise ConfigError(f"tune.space.{key} must be a list of choices or [low, high], got {spec!r}")
-        if not values:
-            raise ConfigError(f"tune.space.{key} is empty; give at least one choice")
-        for value in values:
-            section = tunable[key]
-            expected = get_type_hints(_SECTION_TYPES[section])[key]
-            try:
-                _coerce("tune.space", key, value, expected)
-                _check_value(section, key, expected(value) if expected is float else value)
-            except ConfigError as exc:
-                raise ConfigError(f"in tune.space: {exc}") from None
 
 
 def _check_consistency(config: Config) -> None:
@@ -347,7 +170,7 @@ def _check_consistency(config: Config) -> None:
             f"but model.encoder = {model.encoder!r}; set model.attention = \"none\" or change the encoder"
         )
     if config.tune.enabled:
-        _validate_space(config.tune.space)
+        check_space(config.tune.space, lambda section, key: get_type_hints(_SECTION_TYPES[section])[key])
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:

@@ -1,19 +1,14 @@
 """Every string the pipeline, the components and the tests share, said once.
 
 Kept free of TensorFlow and MLflow imports so the CLI and config validation
-start fast. `models/` repeats the model vocabulary for itself (it imports Keras
-only); a test checks that both agree.
+start fast. The model and training vocabulary (encoders, optimizers, ...) is
+`models.vocabulary`'s, which is Keras-free too.
 """
 
 # Stage names and their order (contract).
 STAGES = ("ingest", "validate", "preprocess", "tune", "train", "evaluate", "push")
 
 # Vocabularies accepted by the config.
-ENCODERS = ("mlp", "cnn", "simple_rnn", "lstm", "gru")
-ATTENTIONS = ("none", "additive", "dot")
-ACTIVATIONS = ("relu", "sigmoid", "tanh")
-OPTIMIZERS = ("sgd", "momentum", "adam")
-SCHEDULES = ("constant", "cosine")
 TUNE_ALGORITHMS = ("random", "bayesian", "hyperband", "grid")
 TUNE_OBJECTIVES = ("val_accuracy", "val_loss")
 TASKS = ("auto", "classification", "regression")

@@ -1,9 +1,13 @@
-"""Config loading: TOML into frozen dataclasses, overrides typed by TOML, the vocabulary shared with models.
+"""Config loading: TOML into frozen dataclasses, overrides typed by TOML, the hyperparameter vocabulary read from models.vocabulary without Keras.
 
 Every mistake a config can hold (bad values, keys, files, overrides) is in the bad-input matrix,
 tests/reliability/test_bad_inputs.py, which checks the message the user sees and that nothing is written."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -39,13 +43,12 @@ def test_flatten_covers_every_key():
     assert all("." in key for key in flat)
 
 
-def test_config_vocabulary_matches_models():
-    """pipeline/names.py and models/ spell the same choices (the config validates what models builds)."""
-    import models
-    from pipeline import names
+def test_loading_a_config_does_not_start_keras():
+    """The config checks hyperparameters against models.vocabulary, which must stay Keras-free (and fast)."""
+    code = ("import sys; from pipeline.config import load_config; load_config(); "
+            "print(sorted(m for m in ('keras', 'tensorflow', 'keras_tuner') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.stdout.strip() == "[]"
 
-    assert tuple(names.ENCODERS) == tuple(models.ENCODERS)
-    assert tuple(names.ATTENTIONS) == tuple(models.ATTENTIONS)
-    assert tuple(names.OPTIMIZERS) == tuple(models.OPTIMIZERS)
-    assert tuple(names.ACTIVATIONS) == tuple(models.ACTIVATIONS)
-    assert tuple(names.SCHEDULES) == tuple(models.SCHEDULES)
+
