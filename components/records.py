@@ -173,7 +173,7 @@ def shuffle_buffer(columns: Sequence[Column], examples: int) -> int:
 
 
 def dataset(paths: Sequence[Path | str], columns: Sequence[Column], *, batch_size: int, shuffle: int = 0,
-            seed: int | None = None, repeat: bool = False, block: int = 0):
+            seed: int | None = None, repeat: bool = False, block: int = 0, part: tuple[int, int] = (0, 1)):
     """A tf.data pipeline of dict batches read from shards: bounded memory whatever the split's size.
 
     With `shuffle` > 0 the shard order and the examples (through a buffer of that many) are drawn
@@ -181,6 +181,8 @@ def dataset(paths: Sequence[Path | str], columns: Sequence[Column], *, batch_siz
     stream is endless (one iterator for a whole fit; pass the steps of one pass as steps_per_epoch),
     and batches run on across passes, so every batch is full: Keras then traces the training step
     for one batch shape, not again for a pass's short last batch (about a second a model).
+    With `part` = (index, count) only every count-th batch from the index-th is parsed: one of
+    `count` disjoint parts that together are the whole stream (per-example records only).
     """
     import tensorflow as tf
 
@@ -198,7 +200,11 @@ def dataset(paths: Sequence[Path | str], columns: Sequence[Column], *, batch_siz
         records = records.shuffle(shuffle, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         records = records.repeat()
-    batches = records.batch(batch_size).map(_parse(columns), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    batches = records.batch(batch_size)
+    index, count = part
+    if count > 1:
+        batches = batches.shard(count, index)
+    batches = batches.map(_parse(columns), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
@@ -233,9 +239,9 @@ def _blocks(records, columns: Sequence[Column], *, batch_size: int, shuffle: int
 
 
 def iterate(paths: Sequence[Path | str], columns: Sequence[Column], *, batch_size: int = 1024,
-            block: int = 0) -> Iterator[dict[str, np.ndarray]]:
-    """The split in order as NumPy batches (strings as Python str): for statistics and metrics."""
-    for batch in dataset(paths, columns, batch_size=batch_size, block=block).as_numpy_iterator():
+            block: int = 0, part: tuple[int, int] = (0, 1)) -> Iterator[dict[str, np.ndarray]]:
+    """The split (or one `part` of it, see `dataset`) in order as NumPy batches (strings as Python str)."""
+    for batch in dataset(paths, columns, batch_size=batch_size, block=block, part=part).as_numpy_iterator():
         yield {name: _as_text(value) if value.dtype == object else value for name, value in batch.items()}
 
 
