@@ -64,9 +64,11 @@ def _model_arguments(config, transform, hyperparameters) -> tuple[dict, dict, di
                                seed=config.pipeline.seed, shuffle_buffer=config.train.shuffle_buffer)
     base_model, base_train = base_values(config, steps_per_epoch=steps, epochs=config.train.epochs)
     model_kwargs, train_kwargs = models.hyperparameters_to_kwargs(best, base_model=base_model, base_train=base_train)
-    props = transform.properties
-    inputs = dict(input_shape=tuple(props["input_shape"]), input_kind=props["input_kind"],
-                  num_classes=props["num_classes"], vocab_size=props.get("vocab_size"))
+    from components.properties import TransformProperties
+
+    props = TransformProperties.of(transform)
+    inputs = dict(input_shape=tuple(props.input_shape), input_kind=props.input_kind,
+                  num_classes=props.num_classes, vocab_size=props.vocab_size)
     return model_kwargs, train_kwargs, inputs
 
 
@@ -140,8 +142,8 @@ def train_stage(request: dict[str, Any]) -> dict[str, Any]:
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     mlflow.end_run()
     mlflow.end_run()
-    return {"seconds": seconds, "cpu_seconds": cpu, "fit_seconds": sum(clock.seconds), "epochs": properties["epochs"],
-            "val_accuracy": properties["val_accuracy"]}
+    return {"seconds": seconds, "cpu_seconds": cpu, "fit_seconds": sum(clock.seconds), "epochs": properties.epochs,
+            "val_accuracy": properties.val_accuracy}
 
 
 def train_plain(request: dict[str, Any]) -> dict[str, Any]:

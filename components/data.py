@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from components import records
+from components.properties import TransformProperties
 from pipeline.artifacts import Artifact
 
 FEATURE, LABEL = "x", "y"  # the Transform shards' columns: the core model's input and the label
@@ -30,10 +31,10 @@ def watched(metric: str, task: str) -> str:
 
 def _split(transform: Artifact, split: str) -> tuple[list[str], tuple[records.Column, ...], int, int]:
     """(shard paths, columns, examples, examples per record) of a transformed split."""
-    props = transform.properties
-    paths = [str(transform.file(name)) for name in props["shards"][split]]
-    columns = tuple(c for c in records.columns_from(props["columns"]) if c.name in (FEATURE, LABEL))
-    return paths, columns, int(props["counts"][split]), int(props.get("block", 0))
+    props = TransformProperties.of(transform)
+    paths = [str(transform.file(name)) for name in props.shards[split]]
+    columns = tuple(c for c in records.columns_from(props.columns) if c.name in (FEATURE, LABEL))
+    return paths, columns, int(props.counts[split]), props.block
 
 
 def _pairs(batch):

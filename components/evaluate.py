@@ -17,6 +17,7 @@ import numpy as np
 from components import examples as ex
 from components import metrics as accumulate
 from components import records
+from components.properties import EvaluationProperties
 from pipeline.artifacts import Artifact, write_json
 from pipeline.config import Config
 from pipeline.names import BLESSING_FILE, CONFUSION_JSON, CONFUSION_PNG, METRICS_FILE, MODEL_FILE
@@ -140,7 +141,7 @@ def _attention_figure(model, raw: np.ndarray, spec: dict[str, Any], path: Path) 
 
 
 def run(model_artifact: Artifact, examples: Artifact, config: Config, out: Path, *,
-        champion: str | None = None) -> dict[str, Any]:
+        champion: str | None = None) -> EvaluationProperties:
     import keras
     import mlflow
 
@@ -186,5 +187,5 @@ def run(model_artifact: Artifact, examples: Artifact, config: Config, out: Path,
     write_json(out / METRICS_FILE, metrics)
     write_json(out / BLESSING_FILE, blessing)
     mlflow.log_dict(blessing, BLESSING_FILE)
-    return {"metrics": scalars, "task": task, "blessed": blessing["blessed"], "reason": blessing["reason"],
-            "champion_version": blessing.get("champion_version")}
+    return EvaluationProperties(metrics=scalars, task=task, blessed=blessing["blessed"], reason=blessing["reason"],
+                                champion_version=blessing.get("champion_version"))

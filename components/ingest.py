@@ -21,6 +21,7 @@ import numpy as np
 
 from components import examples as ex
 from components.records import STRING, Column, ShardWriter, digest
+from components.properties import ExamplesProperties
 from pipeline.artifacts import write_json
 from pipeline.config import ConfigError, DataConfig
 from pipeline.locks import exclusive
@@ -329,7 +330,7 @@ def _write_split(builder: Any, found: Layout, config: DataConfig, expression: st
     return writer.files, writer.count, largest
 
 
-def run(config: DataConfig, out: Path) -> dict[str, Any]:
+def run(config: DataConfig, out: Path) -> ExamplesProperties:
     """Stream the configured splits from TFDS into shards under `out`, and describe them in spec.json."""
     source = resolve_builder(config)
     ensure_prepared(source, config)
@@ -374,4 +375,4 @@ def run(config: DataConfig, out: Path) -> dict[str, Any]:
     }
     write_json(out / SPEC_FILE, spec)
     ex.log_inputs(spec, out, {split: split for split in SPLITS})
-    return {"counts": counts, "kind": found.kind, "task": found.task, "digests": digests}
+    return ExamplesProperties(counts=counts, kind=found.kind, task=found.task, digests=digests)

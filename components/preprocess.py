@@ -23,6 +23,7 @@ import numpy as np
 from components import examples as ex
 from components import records
 from components.records import Column, ShardWriter
+from components.properties import TransformProperties
 from pipeline.artifacts import Artifact, read_json
 from pipeline.config import DataConfig
 from pipeline.names import RAW_SAMPLE, SPLITS, STATISTICS_FILE, TRANSFORM_MODEL
@@ -100,7 +101,7 @@ def _raw_sample(examples: Artifact, spec: dict[str, Any], out: Path) -> None:
                                   for name, value in arrays.items()})
 
 
-def run(examples: Artifact, statistics: Artifact, config: DataConfig, out: Path) -> dict[str, Any]:
+def run(examples: Artifact, statistics: Artifact, config: DataConfig, out: Path) -> TransformProperties:
     import mlflow
 
     spec = ex.spec(examples)
@@ -116,38 +117,37 @@ def run(examples: Artifact, statistics: Artifact, config: DataConfig, out: Path)
         shards[split], counts[split] = _materialize(examples, spec, transform, split, out, core)
 
     kind = spec["kind"]
-    properties: dict[str, Any] = {
-        "input_kind": {"text": "tokens", "tabular": "vector"}.get(kind, kind),
-        "input_shape": list(core.shape),
-        "raw_kind": kind,
-        "raw_shape": spec["shape"],
-        "raw_dtype": "string" if kind == "text" else spec["dtype"],
-        "raw_columns": spec["tabular"],
-        "task": spec["task"],
-        "num_classes": spec["num_classes"],
-        "class_names": spec["class_names"],
-        "columns": [c.to_dict() for c in (core, *(c for c in ex.columns(spec) if c.name == ex.LABEL))],
-        "block": BLOCK,
-        "shards": shards,
-        "counts": counts,
-        "digests": {split: records.digest(out, shards[split]) for split in SPLITS},
-        "examples": {"uri": examples.uri, **{key: spec[key] for key in
-                                             ("dataset", "tfds_name", "version", "splits", "counts", "digests")}},
-    }
+    by_kind: dict[str, Any] = {}
     if kind == "text":
         vocabulary = transform.get_layer("text_vectorization").get_vocabulary()
-        properties["vocab_size"] = len(vocabulary)
+        by_kind["vocab_size"] = len(vocabulary)
         mlflow.log_metric("vocabulary_size", len(vocabulary))
         mlflow.log_text("\n".join(vocabulary), "vocabulary.txt")
     elif kind != "tabular":
-        train = stats["train"]["feature"]
-        properties["raw_max"] = train["max"]
         layer = transform.get_layer("normalization")
         mean = float(np.mean(np.asarray(layer.mean)))
         std = float(np.sqrt(np.mean(np.asarray(layer.variance))))
-        properties.update({"mean": mean, "std": std})
+        by_kind = {"raw_max": stats["train"]["feature"]["max"], "mean": mean, "std": std}
         mlflow.log_metrics({"train_mean": mean, "train_std": std})
     else:
-        properties["encoded_size"] = int(core.shape[0])
+        by_kind["encoded_size"] = int(core.shape[0])
         mlflow.log_metric("encoded_size", int(core.shape[0]))
-    return properties
+    return TransformProperties(
+        input_kind={"text": "tokens", "tabular": "vector"}.get(kind, kind),
+        input_shape=list(core.shape),
+        raw_kind=kind,
+        raw_shape=spec["shape"],
+        raw_dtype="string" if kind == "text" else spec["dtype"],
+        raw_columns=spec["tabular"],
+        task=spec["task"],
+        num_classes=spec["num_classes"],
+        class_names=spec["class_names"],
+        columns=[c.to_dict() for c in (core, *(c for c in ex.columns(spec) if c.name == ex.LABEL))],
+        block=BLOCK,
+        shards=shards,
+        counts=counts,
+        digests={split: records.digest(out, shards[split]) for split in SPLITS},
+        examples={"uri": examples.uri, **{key: spec[key] for key in
+                                          ("dataset", "tfds_name", "version", "splits", "counts", "digests")}},
+        **by_kind,
+    )

@@ -12,8 +12,8 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
+from components.properties import EvaluationProperties, ModelProperties, PushProperties
 from pipeline.artifacts import Artifact, write_json
 from pipeline.config import Config
 from pipeline.names import ALIAS_CHAMPION, MODEL_FILE, PUSH_FILE, TAG_TRAIN_FINGERPRINT
@@ -45,14 +45,15 @@ def _registered(client, name: str, train_fingerprint: str):
     return min(versions, key=lambda v: int(v.version)) if versions else None
 
 
-def run(model: Artifact, evaluation: Artifact, config: Config, out: Path, *, serving_root: Path) -> dict[str, Any]:
+def run(model: Artifact, evaluation: Artifact, config: Config, out: Path, *, serving_root: Path) -> PushProperties:
     """Register, alias and export a blessed model; `serving_root` is where TF-Serving exports go."""
     import mlflow
 
     name = config.pipeline.name
-    if not evaluation.properties.get("blessed"):
-        result = {"pushed": False, "reason": evaluation.properties.get("reason", "not blessed")}
-        write_json(out / PUSH_FILE, result)
+    evaluated, trained = EvaluationProperties.of(evaluation), ModelProperties.of(model)
+    if not evaluated.blessed:
+        result = PushProperties(pushed=False, reason=evaluated.reason)
+        write_json(out / PUSH_FILE, result.to_dict())
         mlflow.set_tag("pipeline.push", "not pushed: the champion stays")
         return result
 
@@ -64,19 +65,18 @@ def run(model: Artifact, evaluation: Artifact, config: Config, out: Path, *, ser
         "pipeline.train_run_id": model.producer_run_id,
         TAG_TRAIN_FINGERPRINT: model.fingerprint,
         "pipeline.data_fingerprint": evaluation.inputs.get("ingest", ""),
-        "pipeline.hyperparameters": json.dumps(model.properties.get("hyperparameters", {}), sort_keys=True),
+        "pipeline.hyperparameters": json.dumps(trained.hyperparameters, sort_keys=True),
     }
-    metrics = evaluation.properties.get("metrics", {})
     for metric in ("accuracy", "mae", "r2"):  # classification's figure, or regression's
-        if metric in metrics:
-            tags[f"pipeline.test_{metric}"] = str(metrics[metric])
+        if metric in evaluated.metrics:
+            tags[f"pipeline.test_{metric}"] = str(evaluated.metrics[metric])
     version = _registered(client, name, model.fingerprint) or mlflow.register_model(
-        model.properties["model_uri"], name, tags=tags)
+        trained.model_uri, name, tags=tags)
     client.set_registered_model_alias(name, ALIAS_CHAMPION, version.version)
-    client.set_model_version_tag(name, version.version, "pipeline.blessing", evaluation.properties.get("reason", ""))
+    client.set_model_version_tag(name, version.version, "pipeline.blessing", evaluated.reason)
     export = export_saved_model(model.file(MODEL_FILE), serving_root / name / str(version.version))
-    result = {"pushed": True, "version": int(version.version), "alias": ALIAS_CHAMPION,
-              "model_uri": f"models:/{name}@{ALIAS_CHAMPION}", "saved_model": str(export)}
-    write_json(out / PUSH_FILE, result)
-    mlflow.log_dict(result, PUSH_FILE)
+    result = PushProperties(pushed=True, version=int(version.version), alias=ALIAS_CHAMPION,
+                            model_uri=f"models:/{name}@{ALIAS_CHAMPION}", saved_model=str(export))
+    write_json(out / PUSH_FILE, result.to_dict())
+    mlflow.log_dict(result.to_dict(), PUSH_FILE)
     return result

@@ -30,6 +30,7 @@ from components import examples as ex
 from components import hyperparameters as hparams
 from components.data import evaluation_stream, training_stream, watched
 from components.trial_tracking import epoch_logger
+from components.properties import ModelProperties, TransformProperties
 from pipeline.artifacts import Artifact, read_json, write_json
 from pipeline.config import Config
 from pipeline.names import (
@@ -125,7 +126,7 @@ def _set_up(transform: Artifact, hyperparameters: Artifact, config: Config, stra
     import models
 
     keras.utils.set_random_seed(config.pipeline.seed)
-    props = transform.properties
+    props = TransformProperties.of(transform)
     best = read_json(hyperparameters.file(BEST_HPARAMS))
     batch_size = int(best.get("batch_size", config.train.batch_size))  # the global batch, over all replicas
     validation, validation_steps = evaluation_stream(transform, "validation", batch_size=batch_size)
@@ -137,12 +138,12 @@ def _set_up(transform: Artifact, hyperparameters: Artifact, config: Config, stra
     model_kwargs, train_kwargs = models.hyperparameters_to_kwargs(best, base_model=base_model, base_train=base_train)
     distribute.rendezvous(strategy)  # every task has read its inputs; from here on they work in step
     with distribute.scope(strategy):
-        core = models.build_model(input_shape=tuple(props["input_shape"]), input_kind=props["input_kind"],
-                                  num_classes=props["num_classes"], vocab_size=props.get("vocab_size"),
+        core = models.build_model(input_shape=tuple(props.input_shape), input_kind=props.input_kind,
+                                  num_classes=props.num_classes, vocab_size=props.vocab_size,
                                   seed=config.pipeline.seed, **model_kwargs)
         if distribute.is_multi_worker(strategy):
             distribute.synchronize_batch_norm(core)
-        models.compile_model(core, optimizer=models.optimizer_from(train_kwargs), num_classes=props["num_classes"])
+        models.compile_model(core, optimizer=models.optimizer_from(train_kwargs), num_classes=props.num_classes)
     return _Training(batches, steps_per_epoch, validation, validation_steps, model_kwargs, train_kwargs, core, strategy)
 
 
@@ -175,7 +176,7 @@ def weights_digest(model) -> str:
     return digest.hexdigest()
 
 
-def run(transform: Artifact, hyperparameters: Artifact, config: Config, out: Path, *, verbose: int = 1) -> dict[str, Any]:
+def run(transform: Artifact, hyperparameters: Artifact, config: Config, out: Path, *, verbose: int = 1) -> ModelProperties:
     """The train stage, single-process or as a multi_worker chief: fit, save, log to the stage's MLflow run."""
     import mlflow
 
@@ -187,9 +188,9 @@ def run(transform: Artifact, hyperparameters: Artifact, config: Config, out: Pat
     training = _set_up(transform, hyperparameters, config, strategy)
     model_kwargs, train_kwargs, core = training.model_kwargs, training.train_kwargs, training.core
     mlflow.log_params({f"hp.{k}": v for k, v in {**model_kwargs, **train_kwargs}.items()})
-    props = transform.properties
-    task = props["task"]
-    ex.log_inputs(props["examples"], Path(props["examples"]["uri"]), {"train": "training", "validation": "validation"})
+    props = TransformProperties.of(transform)
+    task = props.task
+    ex.log_inputs(props.examples, Path(props.examples["uri"]), {"train": "training", "validation": "validation"})
 
     backup = out / "backup"
     resumed = backup.is_dir() and any(backup.iterdir())
@@ -202,16 +203,16 @@ def run(transform: Artifact, hyperparameters: Artifact, config: Config, out: Pat
     served = models.stack(load_preprocessing(transform), core)
     served.save(out / MODEL_FILE)
     write_json(out / RESOLVED_CONFIG, config.to_dict())
-    write_json(out / CLASS_NAMES_FILE, props["class_names"])
-    input_info = {"kind": props["raw_kind"], "raw_shape": props["raw_shape"], "raw_dtype": props["raw_dtype"],
-                  "raw_max": props.get("raw_max"), "columns": props["raw_columns"], "task": task}
+    write_json(out / CLASS_NAMES_FILE, props.class_names)
+    input_info = {"kind": props.raw_kind, "raw_shape": props.raw_shape, "raw_dtype": props.raw_dtype,
+                  "raw_max": props.raw_max, "columns": props.raw_columns, "task": task}
     write_json(out / INPUT_INFO_FILE, input_info)
     write_json(out / HISTORY_FILE, history)
     write_json(out / "hyperparameters.json", {**model_kwargs, **train_kwargs})
     curves = plot_learning_curves(history, out / LEARNING_CURVES_PNG)
     shutil.rmtree(backup, ignore_errors=True)  # the finished model supersedes the resume state
 
-    model_info = _log_model(served, transform, {"class_names": props["class_names"], "input": input_info})
+    model_info = _log_model(served, transform, {"class_names": props.class_names, "input": input_info})
     mlflow.log_artifact(str(curves))
     mlflow.log_dict(config.to_dict(), RESOLVED_CONFIG)
     final = {k: float(v[-1]) for k, v in history.items()}
@@ -222,23 +223,23 @@ def run(transform: Artifact, hyperparameters: Artifact, config: Config, out: Pat
     else:
         best_epoch = len(losses) - 1
     shown = "val_accuracy" if task == "classification" else f"val_{models.REGRESSION_METRIC}"
-    return {
-        "epochs": len(losses),
-        "best_epoch": best_epoch + 1,
-        "resumed": resumed,
-        "task": task,
-        "val_metric": shown,
-        "val_value": float(history[shown][best_epoch]) if shown in history else None,
-        "val_accuracy": float(history["val_accuracy"][best_epoch]) if "val_accuracy" in history else None,
-        "final": final,
-        "model_uri": model_info.model_uri,
-        "model_id": getattr(model_info, "model_id", None),
-        "hyperparameters": json.loads(json.dumps({**model_kwargs, **train_kwargs}, default=str)),
-        "parameters": int(served.count_params()),
-        "distribution": config.train.distribution,
-        "replicas": int(strategy.num_replicas_in_sync) if strategy is not None else 1,
-        "weights_sha256": weights_digest(core),
-    }
+    return ModelProperties(
+        epochs=len(losses),
+        best_epoch=best_epoch + 1,
+        resumed=resumed,
+        task=task,
+        val_metric=shown,
+        val_value=float(history[shown][best_epoch]) if shown in history else None,
+        val_accuracy=float(history["val_accuracy"][best_epoch]) if "val_accuracy" in history else None,
+        final=final,
+        model_uri=model_info.model_uri,
+        model_id=getattr(model_info, "model_id", None),
+        hyperparameters=json.loads(json.dumps({**model_kwargs, **train_kwargs}, default=str)),
+        parameters=int(served.count_params()),
+        distribution=config.train.distribution,
+        replicas=int(strategy.num_replicas_in_sync) if strategy is not None else 1,
+        weights_sha256=weights_digest(core),
+    )
 
 
 def follow(transform: Artifact, hyperparameters: Artifact, config: Config, *, verbose: int = 1) -> dict[str, Any]:
@@ -250,7 +251,7 @@ def follow(transform: Artifact, hyperparameters: Artifact, config: Config, *, ve
     """
     strategy = distribute.strategy("multi_worker")
     training = _set_up(transform, hyperparameters, config, strategy)
-    history = _fit(training, config, None, transform.properties["task"], chief=False, verbose=verbose)
+    history = _fit(training, config, None, TransformProperties.of(transform).task, chief=False, verbose=verbose)
     return {"epochs": len(history["loss"]), "replicas": int(strategy.num_replicas_in_sync),
             "weights_sha256": weights_digest(training.core)}
 
@@ -263,7 +264,7 @@ def _log_model(served, transform: Artifact, metadata: dict[str, Any]):
     with np.load(transform.file(RAW_SAMPLE), allow_pickle=False) as data:
         # Keras takes strings as object arrays, not fixed-width unicode.
         arrays = {name: data[name].astype(object) if data[name].dtype.kind == "U" else data[name] for name in data.files}
-    sample = arrays if transform.properties["raw_kind"] == "tabular" else arrays["x"]
+    sample = arrays if TransformProperties.of(transform).raw_kind == "tabular" else arrays["x"]
     # A signature records only dtypes and shapes, so the output side comes from the model's output spec:
     # running predict here would trace a predict function (about half a second) for nothing that
     # evaluate does not check right after on the whole test split.

@@ -23,6 +23,7 @@ from typing import Any
 from components import examples as ex
 from components import hyperparameters, trial_processes
 from components.data import evaluation_stream, training_stream, watched
+from components.properties import HyperParametersProperties, TransformProperties
 from pipeline.artifacts import Artifact, write_json
 from pipeline.config import Config
 from pipeline.names import BEST_HPARAMS, TRIALS_TABLE
@@ -148,7 +149,7 @@ def _search(transform: Artifact, config: Config, directory: Path, *, verbose: in
     import models
 
     keras.utils.set_random_seed(config.pipeline.seed)
-    props = transform.properties
+    props = TransformProperties.of(transform)
     # Every trial reads the same streamed shards as train does, in the same seeded order.
     def training_data():
         return training_stream(transform, batch_size=config.train.batch_size, seed=config.pipeline.seed,
@@ -159,13 +160,13 @@ def _search(transform: Artifact, config: Config, directory: Path, *, verbose: in
     base_model, base_train = hyperparameters.base_values(config, steps_per_epoch=steps, epochs=config.tune.max_epochs)
     hypermodel = models.build_hypermodel(
         dict(config.tune.space), base_model=base_model, base_train=base_train,
-        input_shape=tuple(props["input_shape"]), input_kind=props["input_kind"],
-        num_classes=props["num_classes"], vocab_size=props.get("vocab_size"), seed=config.pipeline.seed,
+        input_shape=tuple(props.input_shape), input_kind=props.input_kind,
+        num_classes=props.num_classes, vocab_size=props.vocab_size, seed=config.pipeline.seed,
     )
     # Hyperband resumes a trial from its parent's weights with a fresh optimizer; Keras warns about
     # the optimizer slots it does not restore, once per trial. Expected, so not shown.
     warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-    objective = watched(config.tune.objective, props["task"])
+    objective = watched(config.tune.objective, props.task)
     failure = trial_processes.failure_of(processes)
 
     def tuner_here():
@@ -287,7 +288,7 @@ def _collector_skips_the_setup():
 
 
 def run(transform: Artifact, config: Config, out: Path, *, trial_tags: dict[str, str], hparams_file: str | None = None,
-        verbose: int = 1, distributed: Distributed | None = None) -> dict[str, Any]:
+        verbose: int = 1, distributed: Distributed | None = None) -> HyperParametersProperties:
     """The search (or the fixed values); `trial_tags` go on every trial's MLflow run."""
     import mlflow
 
@@ -297,7 +298,7 @@ def run(transform: Artifact, config: Config, out: Path, *, trial_tags: dict[str,
         write_json(out / BEST_HPARAMS, best)
         mlflow.log_dict(best, BEST_HPARAMS)
         mlflow.set_tag("pipeline.tune_source", source)
-        return {"best": best, "source": source, "trials": 0}
+        return HyperParametersProperties(best=best, source=source, trials=0)
 
     from components.plots import plot_tuning
 
@@ -306,14 +307,14 @@ def run(transform: Artifact, config: Config, out: Path, *, trial_tags: dict[str,
         mlflow.set_tag(CHIEF_TAG, f"{distributed.oracle_ip}:{distributed.oracle_port}")
         log.info(f"tune: chief oracle on {distributed.oracle_ip}:{distributed.oracle_port}; "
                      "waiting for workers (`pipeline tune --role worker ...`) to run the trials")
-    props = transform.properties
-    ex.log_inputs(props["examples"], Path(props["examples"]["uri"]), {"train": "training", "validation": "validation"})
+    props = TransformProperties.of(transform)
+    ex.log_inputs(props.examples, Path(props.examples["uri"]), {"train": "training", "validation": "validation"})
     workers = trial_processes.worker_count(config.tune.workers) if distributed is None else 1
     if workers > 1:
         tuner = _parallel_search(transform, config, out, workers=workers, verbose=verbose, trial_tags=trial_tags)
     else:
         tuner = _search(transform, config, out, verbose=verbose, trial_tags=trial_tags, chief=distributed)
-    objective = watched(config.tune.objective, props["task"])
+    objective = watched(config.tune.objective, props.task)
 
     rows = _trials_table(tuner, objective)
     completed = [r for r in rows if r[objective] is not None]
@@ -333,8 +334,8 @@ def run(transform: Artifact, config: Config, out: Path, *, trial_tags: dict[str,
         mlflow.log_artifacts(str(out / "tensorboard"), "tensorboard")
     mlflow.log_metrics({f"best_{objective}": best_score, "trials": len(rows),
                         "failed_trials": len(rows) - len(completed)})
-    return {"best": best, "best_score": best_score, "objective": objective, "trials": len(rows),
-            "failed_trials": len(rows) - len(completed), "algorithm": config.tune.algorithm}
+    return HyperParametersProperties(best=best, best_score=best_score, objective=objective, trials=len(rows),
+                                     failed_trials=len(rows) - len(completed), algorithm=config.tune.algorithm)
 
 
 def work(transform: Artifact, config: Config, directory: Path, *, chief_run_id: str, distributed: Distributed,

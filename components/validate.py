@@ -18,6 +18,7 @@ import numpy as np
 
 from components import examples as ex
 from components.statistics import CategoryStats, NumericStats, TextStats
+from components.properties import StatisticsProperties
 from pipeline.artifacts import Artifact, write_json
 from pipeline.config import DataConfig
 from pipeline.names import ANOMALIES_FILE, SCHEMA_FILE, SPLITS, STATISTICS_FILE, VALIDATION_REPORT
@@ -187,7 +188,7 @@ def _report(spec: dict[str, Any], statistics: dict[str, Any], anomalies: list[di
     return "\n".join(lines) + "\n"
 
 
-def run(examples: Artifact, config: DataConfig, out: Path) -> dict[str, Any]:
+def run(examples: Artifact, config: DataConfig, out: Path) -> StatisticsProperties:
     import mlflow
 
     spec = ex.spec(examples)
@@ -216,4 +217,4 @@ def run(examples: Artifact, config: DataConfig, out: Path) -> dict[str, Any]:
     if errors:
         listed = "; ".join(f"{a['kind']} in {a['split']} ({a['description']})" for a in errors)
         raise ValidationFailed(f"data validation found {len(errors)} error anomal{'y' if len(errors) == 1 else 'ies'}: {listed}")
-    return {"anomalies": len(anomalies), "counts": {s: statistics[s]["count"] for s in SPLITS}}
+    return StatisticsProperties(anomalies=len(anomalies), counts={s: statistics[s]["count"] for s in SPLITS})

@@ -51,32 +51,33 @@ def stage_start(index: int, total: int, name: str) -> None:
 
 
 def key_metric(stage: str, properties: dict[str, Any]) -> str:
-    """The one figure that says how a stage went, for the progress line and the summary table."""
-    if stage == "ingest":
-        counts = properties.get("counts", {})
-        return " / ".join(f"{split} {counts[split]}" for split in ("train", "validation", "test") if split in counts)
-    if stage == "validate":
-        return f"{properties.get('anomalies', 0)} anomalies"
-    if stage == "preprocess":
-        return f"{properties.get('input_kind', '')} {properties.get('input_shape', '')}"
-    if stage == "tune":
-        best = properties.get("best_score")
-        trials = properties.get("trials", 0)
-        return f"{trials} trials, best {properties.get('objective', '')} {best:.4f}" if best is not None else "fixed hyperparameters"
-    if stage == "train":
-        name = properties.get("val_metric", "val_accuracy")
-        value = properties.get("val_value", properties.get("val_accuracy"))
-        return f"{properties.get('epochs', 0)} epochs, {name} {_number(value)}"
-    if stage == "evaluate":
-        metrics = properties.get("metrics", {})
-        verdict = "blessed" if properties.get("blessed") else "not blessed"
-        if properties.get("task") == "regression":
-            return f"test MAE {_number(metrics.get('mae'))}, R² {_number(metrics.get('r2'))}, {verdict}"
-        return f"test accuracy {_number(metrics.get('accuracy'))}, {verdict}"
-    if stage == "push":
-        if properties.get("pushed"):
-            return f"version {properties.get('version')} is champion"
-        return "not pushed (not blessed)"
+    """The one figure that says how a stage went, for the progress line and the summary table.
+
+    Empty for properties this code cannot read (a run logged by another version of the pipeline).
+    """
+    from components import properties as kinds
+
+    typed = kinds.of_stage(stage, properties)
+    if isinstance(typed, kinds.ExamplesProperties):
+        return " / ".join(f"{split} {typed.counts[split]}" for split in ("train", "validation", "test")
+                          if split in typed.counts)
+    if isinstance(typed, kinds.StatisticsProperties):
+        return f"{typed.anomalies} anomalies"
+    if isinstance(typed, kinds.TransformProperties):
+        return f"{typed.input_kind} {typed.input_shape}"
+    if isinstance(typed, kinds.HyperParametersProperties):
+        if typed.best_score is None:
+            return "fixed hyperparameters"
+        return f"{typed.trials} trials, best {typed.objective} {typed.best_score:.4f}"
+    if isinstance(typed, kinds.ModelProperties):
+        return f"{typed.epochs} epochs, {typed.val_metric} {_number(typed.val_value)}"
+    if isinstance(typed, kinds.EvaluationProperties):
+        verdict = "blessed" if typed.blessed else "not blessed"
+        if typed.task == "regression":
+            return f"test MAE {_number(typed.metrics.get('mae'))}, R² {_number(typed.metrics.get('r2'))}, {verdict}"
+        return f"test accuracy {_number(typed.metrics.get('accuracy'))}, {verdict}"
+    if isinstance(typed, kinds.PushProperties):
+        return f"version {typed.version} is champion" if typed.pushed else "not pushed (not blessed)"
     return ""
 
 

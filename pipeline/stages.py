@@ -42,7 +42,7 @@ class Stage:
     artifact_type: str
     sections: tuple[str, ...]  # config sections that change this stage's output
     inputs: tuple[str, ...]  # upstream stages whose artifacts this one consumes
-    call: Callable[[StageCall], dict[str, Any]]  # imports its component and calls it -> artifact properties
+    call: Callable[[StageCall], dict[str, Any]]  # imports its component, calls it -> its properties as JSON
 
 
 # Each call imports its component where it runs: importing a component brings NumPy (and the stage
@@ -51,19 +51,19 @@ class Stage:
 def _ingest(call: StageCall) -> dict[str, Any]:
     from components import ingest
 
-    return ingest.run(call.config.data, call.out)
+    return ingest.run(call.config.data, call.out).to_dict()
 
 
 def _validate(call: StageCall) -> dict[str, Any]:
     from components import validate
 
-    return validate.run(call.inputs["ingest"], call.config.data, call.out)
+    return validate.run(call.inputs["ingest"], call.config.data, call.out).to_dict()
 
 
 def _preprocess(call: StageCall) -> dict[str, Any]:
     from components import preprocess
 
-    return preprocess.run(call.inputs["ingest"], call.inputs["validate"], call.config.data, call.out)
+    return preprocess.run(call.inputs["ingest"], call.inputs["validate"], call.config.data, call.out).to_dict()
 
 
 def _tune(call: StageCall) -> dict[str, Any]:
@@ -75,21 +75,21 @@ def _tune(call: StageCall) -> dict[str, Any]:
         distributed = tune.Distributed("chief", "chief", *parse_address(call.options["oracle"]))
     return tune.run(call.inputs["preprocess"], call.config, call.out, trial_tags=tracking.process_tags("trial"),
                       hparams_file=call.options.get("hparams"),
-                      verbose=call.options.get("verbose", 1), distributed=distributed)
+                      verbose=call.options.get("verbose", 1), distributed=distributed).to_dict()
 
 
 def _train(call: StageCall) -> dict[str, Any]:
     from components import train
 
     return train.run(call.inputs["preprocess"], call.inputs["tune"], call.config, call.out,
-                      verbose=call.options.get("verbose", 1))
+                      verbose=call.options.get("verbose", 1)).to_dict()
 
 
 def _evaluate(call: StageCall) -> dict[str, Any]:
     from components import evaluate
 
     return evaluate.run(call.inputs["train"], call.inputs["ingest"], call.config, call.out,
-                      champion=call.options.get("champion"))
+                      champion=call.options.get("champion")).to_dict()
 
 
 def _push(call: StageCall) -> dict[str, Any]:
@@ -98,7 +98,7 @@ def _push(call: StageCall) -> dict[str, Any]:
 
     serving_dir = call.config.push.serving_dir
     root = Path(serving_dir).expanduser() if serving_dir else tracking.store_dir() / "serving"
-    return push.run(call.inputs["train"], call.inputs["evaluate"], call.config, call.out, serving_root=root)
+    return push.run(call.inputs["train"], call.inputs["evaluate"], call.config, call.out, serving_root=root).to_dict()
 
 
 STAGE_TABLE: tuple[Stage, ...] = (
