@@ -25,7 +25,7 @@ from benchmarks.runs import ROOT, Workspace
 FASHION_CONFIG = ROOT / "pipeline" / "configs" / "fashion_mnist.toml"
 # Where fashion_mnist is prepared: TFDS_DATA_DIR (`make bench` sets it), else TFDS's own default.
 SHARED_TFDS = Path(os.environ.get("TFDS_DATA_DIR") or Path.home() / "tensorflow_datasets").resolve()
-GROUPS = ("pipelines", "training", "input", "tracking", "scale", "tuning")  # what --only may pick
+GROUPS = ("pipelines", "training", "input", "tracking", "scale", "tuning", "beam")  # what --only may pick
 SAME_BUDGET_CONFIG = ROOT / "benchmarks" / "same_budget.toml"
 
 
@@ -422,5 +422,10 @@ def run_all(ws: Workspace, settings: Settings, progress, groups: set[str] = set(
     if "tuning" in groups:
         progress("tuning: same budget against a plain script, per-trial overhead, parallel trials")
         tuning_speed(ws, settings, results)
+    if "beam" in groups:
+        from benchmarks import beam_statistics  # imports this module: imported here, not at the top
+
+        progress("beam: validate statistics on Beam's DirectRunner vs in-process")
+        beam_statistics.measure(ws, settings, results)
     results.rows.sort(key=lambda r: (r.id[0], r.id))
     return results

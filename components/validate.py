@@ -11,6 +11,7 @@ logged, so the user sees exactly what is wrong before a model is trained on it.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +43,54 @@ def _feature_accumulators(spec: dict[str, Any], train_vocabulary: frozenset[str]
     return accumulators
 
 
+@dataclass
+class SplitAccumulator:
+    """Everything one split's statistics are made of: per-column accumulators, the label's, the count.
+
+    Batches go in with `update`; accumulators of parts of a split combine with `merge`, which is what
+    lets the Beam pipeline (components/beam_statistics.py) summarise a split across workers.
+    """
+
+    features: dict[str, Any]
+    label: CategoryStats | None
+    label_moments: NumericStats = field(default_factory=NumericStats)
+    count: int = 0
+
+    def update(self, batch: dict[str, np.ndarray]) -> None:
+        self.count += len(batch[ex.LABEL])
+        for name, accumulator in self.features.items():
+            accumulator.update(batch[name])
+        self.label_moments.update(batch[ex.LABEL])
+        if self.label is not None:
+            self.label.update(batch[ex.LABEL])
+
+    def merge(self, other: "SplitAccumulator") -> None:
+        self.count += other.count
+        for name, accumulator in self.features.items():
+            accumulator.merge(other.features[name])
+        self.label_moments.merge(other.label_moments)
+        if self.label is not None:
+            self.label.merge(other.label)
+
+
+def split_accumulator(spec: dict[str, Any], split: str, train_vocabulary: frozenset[str] | None) -> SplitAccumulator:
+    """An empty accumulator for one split of the examples `spec` describes."""
+    return SplitAccumulator(_feature_accumulators(spec, train_vocabulary, split),
+                            CategoryStats() if spec["task"] == "classification" else None)
+
+
 def _split_statistics(examples: Artifact, spec: dict[str, Any], split: str,
                       train_vocabulary: frozenset[str] | None) -> tuple[dict[str, Any], frozenset[str] | None]:
-    features = _feature_accumulators(spec, train_vocabulary, split)
-    label = CategoryStats() if spec["task"] == "classification" else None
-    label_moments = NumericStats()
-    count = 0
+    accumulator = split_accumulator(spec, split, train_vocabulary)
     for batch in ex.iterate(examples, split):
-        count += len(batch[ex.LABEL])
-        for name, accumulator in features.items():
-            accumulator.update(batch[name])
-        label_moments.update(batch[ex.LABEL])
-        if label is not None:
-            label.update(batch[ex.LABEL])
+        accumulator.update(batch)
+    return summarize(accumulator, spec, split)
+
+
+def summarize(accumulator: SplitAccumulator, spec: dict[str, Any],
+              split: str) -> tuple[dict[str, Any], frozenset[str] | None]:
+    """A split's statistics from its accumulator, and (text, train only) the vocabulary other splits' OOV uses."""
+    features, label, count = accumulator.features, accumulator.label, accumulator.count
     vocabulary = None
     if spec["kind"] == "tabular":
         feature = {"shape": spec["shape"], "dtype": "dict",
@@ -62,11 +98,11 @@ def _split_statistics(examples: Artifact, spec: dict[str, Any], split: str,
         numeric = [c for c in feature["columns"].values() if "nan_count" in c]
         feature["nan_count"] = sum(c["nan_count"] for c in numeric)
     else:
-        accumulator = features[ex.FEATURE]
-        feature = {"shape": spec["shape"], "dtype": spec["dtype"], **accumulator.summary()}
+        column = features[ex.FEATURE]
+        feature = {"shape": spec["shape"], "dtype": spec["dtype"], **column.summary()}
         if spec["kind"] == "text" and split == "train":
-            vocabulary = frozenset(accumulator.vocabulary)
-    moments = label_moments.summary()
+            vocabulary = frozenset(column.vocabulary)
+    moments = accumulator.label_moments.summary()
     label_stats: dict[str, Any] = {"dtype": "int64" if label is not None else "float32",
                                    "min": moments["min"], "max": moments["max"]}
     if label is not None:
@@ -188,11 +224,17 @@ def _report(spec: dict[str, Any], statistics: dict[str, Any], anomalies: list[di
     return "\n".join(lines) + "\n"
 
 
-def run(examples: Artifact, config: DataConfig, out: Path) -> StatisticsProperties:
+def run(examples: Artifact, config: DataConfig, out: Path, beam: Any = None) -> StatisticsProperties:
+    """Statistics, schema and anomalies of the examples; `beam` ([beam] config) runs the statistics on Beam."""
     import mlflow
 
     spec = ex.spec(examples)
-    statistics = compute_statistics(examples, spec)
+    if beam is not None and beam.runner != "none":
+        from components import beam_statistics
+
+        statistics = beam_statistics.compute_statistics(examples, spec, beam)
+    else:
+        statistics = compute_statistics(examples, spec)
     schema = infer_schema(spec, statistics["train"])
     anomalies = find_anomalies(statistics, schema, config.max_label_drift)
     write_json(out / STATISTICS_FILE, statistics)

@@ -1,0 +1,169 @@
+"""Validate's statistics on Apache Beam's DirectRunner equal the in-process ones, on slices of real datasets.
+
+Ingest writes a small slice of fashion_mnist (images) and of clinc_oos (text) as the pipeline does;
+validate's statistics are then computed in this process and by a Beam pipeline: in one process
+(in_memory) and in two worker processes (multi_processing). What must agree, and how closely:
+
+- counts, min, max, zero shares, NaN counts, label distributions, text lengths, vocabulary sizes
+  and OOV rates: exactly (they are sums and extremes of integers);
+- means and standard deviations: to a relative 1e-9 (the same values summed in another order);
+- quantiles: Beam and the in-process pass keep different uniform samples (RESERVOIR values) of
+  the same data, so each must lie within QUANTILE_RANK_TOLERANCE in rank of the exact quantile of
+  all the values; the bound is about five standard errors of a sample quantile at the median
+  (sqrt(0.25 / RESERVOIR) = 0.0035), so it fails on a wrong reservoir, not on sampling luck;
+- Beam in one process and Beam in two worker processes: identical, quantiles included, since the
+  parts of a split merge in a fixed order whatever the runner does.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from components import beam_statistics, examples, records, validate
+from components.statistics import RESERVOIR
+from pipeline.artifacts import Artifact
+from pipeline.config import load_config
+from pipeline.names import SPLITS
+from tests.conftest import ROOT
+
+SHARED_TFDS = Path(os.environ.get("TFDS_DATA_DIR") or ROOT.parent / "shared" / "tfds")
+CONFIGS = ROOT / "pipeline" / "configs"
+SLICE = 600  # examples per split: 470,400 pixels, far more than a quantile reservoir holds
+QUANTILE_RANK_TOLERANCE = 5 * math.sqrt(0.25 / RESERVOIR)
+EXACT_FEATURE_KEYS = ("shape", "dtype", "min", "max", "zeros_share", "nan_count", "length_min", "length_mean",
+                      "length_p50", "length_p95", "length_max", "empty_count", "vocabulary_size", "oov_rate")
+
+
+@dataclass(frozen=True)
+class Beam:
+    """The [beam] settings the component reads."""
+
+    runner: str = "direct"
+    direct_num_workers: int = 1
+    direct_running_mode: str = "in_memory"
+    options: tuple[str, ...] = ()
+
+
+def _ingest(tmp_path_factory, config_name: str) -> Artifact:
+    """The real ingest component on a slice of a real dataset, recorded in a throwaway MLflow store."""
+    import mlflow
+
+    from components import ingest
+
+    root = tmp_path_factory.mktemp(config_name)
+    data = replace(load_config(CONFIGS / f"{config_name}.toml").data, data_dir=str(SHARED_TFDS), max_examples=SLICE)
+    out = root / "examples"
+    out.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        with mlflow.start_run():
+            ingest.run(data, out)
+    return Artifact("Examples", str(out), "test", "test")
+
+
+@pytest.fixture(scope="module")
+def fashion(tmp_path_factory) -> Artifact:
+    return _ingest(tmp_path_factory, "fashion_mnist")
+
+
+@pytest.fixture(scope="module")
+def clinc(tmp_path_factory) -> Artifact:
+    return _ingest(tmp_path_factory, "clinc_oos")
+
+
+def _values(artifact: Artifact, split: str) -> np.ndarray:
+    spec = examples.spec(artifact)
+    batches = records.iterate(examples.paths(artifact.path, spec, split), examples.columns(spec))
+    return np.concatenate([batch[examples.FEATURE].reshape(-1).astype(np.float64) for batch in batches])
+
+
+def _assert_quantiles_near_exact(quantiles: dict[str, float], values: np.ndarray, what: str) -> None:
+    ordered = np.sort(values)
+    for name, value in quantiles.items():
+        q = int(name[1:]) / 100
+        # The reported value's span of ranks among all the values (ties make it an interval).
+        low = np.searchsorted(ordered, value, side="left") / ordered.size
+        high = np.searchsorted(ordered, value, side="right") / ordered.size
+        distance = max(low - q, q - high, 0.0)
+        assert distance <= QUANTILE_RANK_TOLERANCE, f"{what} {name} = {value} lies {distance:.4f} in rank from {q}"
+
+
+def _assert_same(expected: dict, found: dict, what: str) -> None:
+    """Exact where the statistic is integer arithmetic, rel 1e-9 for float moments (quantiles: see the callers)."""
+    assert found["count"] == expected["count"], what
+    assert found["label"] == expected["label"], what  # classification: class shares of integer counts
+    feature, beam = expected["feature"], found["feature"]
+    assert set(beam) == set(feature), what
+    for key in EXACT_FEATURE_KEYS:
+        assert beam.get(key) == feature.get(key), f"{what}: {key}"
+    for key in ("mean", "std"):
+        if key in feature:
+            assert beam[key] == pytest.approx(feature[key], rel=1e-9), f"{what}: {key}"
+
+
+def test_image_statistics_on_beam_equal_the_in_process_pass(fashion):
+    spec = examples.spec(fashion)
+    assert spec["counts"] == {split: SLICE for split in SPLITS}
+    in_process = validate.compute_statistics(fashion, spec)
+    one = beam_statistics.compute_statistics(fashion, spec, Beam())
+    two = beam_statistics.compute_statistics(fashion, spec, Beam(direct_num_workers=2,
+                                                                 direct_running_mode="multi_processing"))
+    assert two == one  # parts merge in a fixed order: the worker count changes nothing, quantiles included
+    for split in SPLITS:
+        _assert_same(in_process[split], one[split], f"{split} in one process")
+        values = _values(fashion, split)
+        assert one[split]["feature"]["max"] == values.max() and one[split]["feature"]["min"] == values.min()
+        for name, stats in (("in-process", in_process[split]), ("beam", one[split])):
+            assert set(stats["feature"]["quantiles"]) == {"p01", "p50", "p99"}
+            _assert_quantiles_near_exact(stats["feature"]["quantiles"], values, f"{split} {name}")
+
+
+def test_text_statistics_on_beam_equal_the_in_process_pass(clinc):
+    """Text runs two Beam pipelines (train's vocabulary first): vocabulary sizes and OOV rates must match."""
+    spec = examples.spec(clinc)
+    assert spec["kind"] == "text"
+    in_process = validate.compute_statistics(clinc, spec)
+    beam = beam_statistics.compute_statistics(clinc, spec, Beam())
+    assert beam["train"]["feature"]["vocabulary_size"] > 100
+    assert beam["validation"]["feature"]["oov_rate"] > 0
+    for split in SPLITS:
+        _assert_same(in_process[split], beam[split], split)
+
+
+def test_every_part_is_read_once_and_the_parts_cover_the_split(fashion):
+    spec = examples.spec(fashion)
+    for split in SPLITS:
+        units = beam_statistics.parts(fashion.path, spec, split)
+        assert [unit.number for unit in units] == list(range(len(units)))
+        seen = sum(len(batch[examples.LABEL]) for unit in units
+                   for batch in records.iterate(unit.paths, examples.columns(spec), batch_size=64,
+                                                part=(unit.index, unit.count)))
+        assert seen == SLICE
+
+
+def test_beam_settings_become_pipeline_options_and_user_options_come_last():
+    direct = beam_statistics.pipeline_args(Beam(direct_num_workers=2, direct_running_mode="multi_processing",
+                                                options=("--default_sdk_harness_log_level=INFO",)))
+    assert direct[:3] == ["--runner=DirectRunner", "--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+    assert direct[-1] == "--default_sdk_harness_log_level=INFO"
+    flink = beam_statistics.pipeline_args(Beam(runner="FlinkRunner", options=("--flink_master=localhost:8081",)))
+    assert flink[0] == "--runner=FlinkRunner" and "--flink_master=localhost:8081" in flink
+    assert not any(arg.startswith("--direct") for arg in flink)
+
+
+def test_asking_for_beam_without_it_installed_names_the_install_command(monkeypatch):
+    import importlib.util
+
+    from pipeline.config import ConfigError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "apache_beam" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"pip install 'deeplearning-tf\[beam\]'"):
+        beam_statistics.check_installed()
+
