@@ -93,6 +93,14 @@ def _quiet_workers() -> Iterator[None]:
             os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
 
 
+def pipeline_options(settings: BeamSettings):
+    """`pipeline_args` as Beam's PipelineOptions (what TFDS's DownloadConfig takes as beam_options)."""
+    _import_beam()
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    return PipelineOptions(pipeline_args(settings))
+
+
 def _import_beam():
     """apache_beam, without the warning its BigQuery client logs on import (root logger, once per process)."""
     check_installed()

@@ -85,23 +85,33 @@ def _needs_download(builder: Any) -> bool:
     return not type(builder).__module__.startswith("components.datasets")
 
 
-def ensure_prepared(source: Source, config: DataConfig) -> None:
-    """Prepare the dataset through TFDS's download-and-prepare path if it is not prepared yet."""
+def ensure_prepared(source: Source, config: DataConfig, beam: Any = None) -> None:
+    """Prepare the dataset through TFDS's download-and-prepare path if it is not prepared yet.
+
+    A builder that prepares with Apache Beam gets the `[beam]` runner and options (`beam`), so a large
+    dataset is prepared on the same Beam runner as validate's statistics; without them TFDS runs Beam's
+    DirectRunner in this process.
+    """
+    import tensorflow_datasets as tfds
+
     builder = source.builder
     if not hasattr(builder, "download_and_prepare") or builder.is_prepared():
         return
-    kwargs: dict[str, Any] = {}
+    download: dict[str, Any] = {}
     if _needs_download(builder):
-        kwargs["download_config"] = _manual_download_config(source, config)
+        download["manual_dir"] = _manual_dir(source, config)
+    if beam is not None and beam.runner != "none":
+        from components.beam_statistics import pipeline_options
+
+        download["beam_options"] = pipeline_options(beam)
+    kwargs = {"download_config": tfds.download.DownloadConfig(**download)} if download else {}
     # Two pipelines preparing one dataset at once would collide in TFDS's temporary directory.
     with exclusive(Path(builder.data_dir).parents[1] / f".{builder.name}.prepare.lock"):
         if not builder.is_prepared():
             builder.download_and_prepare(**kwargs)
 
 
-def _manual_download_config(source: Source, config: DataConfig):
-    import tensorflow_datasets as tfds
-
+def _manual_dir(source: Source, config: DataConfig) -> str:
     manual = config.manual_dir
     if not manual:
         raise DataError(
@@ -111,7 +121,7 @@ def _manual_download_config(source: Source, config: DataConfig):
         )
     if not Path(manual).is_dir():
         raise DataError(f"data.manual_dir = {manual!r} is not a directory")
-    return tfds.download.DownloadConfig(manual_dir=str(Path(manual).resolve()))
+    return str(Path(manual).resolve())
 
 
 @dataclass(frozen=True)
@@ -330,10 +340,11 @@ def _write_split(builder: Any, found: Layout, config: DataConfig, expression: st
     return writer.files, writer.count, largest
 
 
-def run(config: DataConfig, out: Path) -> ExamplesProperties:
-    """Stream the configured splits from TFDS into shards under `out`, and describe them in spec.json."""
+def run(config: DataConfig, out: Path, beam: Any = None) -> ExamplesProperties:
+    """Stream the configured splits from TFDS into shards under `out`, and describe them in spec.json;
+    `beam` ([beam]) is the Beam runner a builder that prepares with Beam runs on."""
     source = resolve_builder(config)
-    ensure_prepared(source, config)
+    ensure_prepared(source, config, beam)
     builder = source.builder
     found = layout(builder, config)
     splits = {"train": config.train_split, "validation": config.validation_split, "test": config.test_split}

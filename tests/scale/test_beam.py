@@ -167,3 +167,41 @@ def test_asking_for_beam_without_it_installed_names_the_install_command(monkeypa
     with pytest.raises(ConfigError, match=r"pip install 'deeplearning-tf\[beam\]'"):
         beam_statistics.check_installed()
 
+
+
+def _beam_prepared_builder(data_dir: Path):
+    """A tiny TFDS dataset whose examples TFDS generates with an Apache Beam pipeline (as large catalogue
+    datasets such as wikipedia do)."""
+    import tensorflow_datasets as tfds
+
+    class BeamPreparedSquares(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(
+                builder=self, features=tfds.features.FeaturesDict({"x": tfds.features.Tensor(shape=(2,), dtype=np.float32),
+                                                     "y": tfds.features.ClassLabel(num_classes=2)}),
+                supervised_keys=("x", "y"))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(40)}
+
+        def _generate_examples(self, count):
+            beam = tfds.core.lazy_imports.apache_beam
+            return beam.Create(range(count)) | beam.Map(lambda i: (i, {"x": [i, i * i], "y": i % 2}))
+
+    return BeamPreparedSquares(data_dir=str(data_dir))
+
+
+def test_a_tfds_builder_that_prepares_with_beam_runs_on_the_configured_runner(tmp_path):
+    from components import ingest
+
+    data = replace(load_config(None).data, manual_dir=str(tmp_path))  # a catalogue-like builder: offline, manual
+    builder = _beam_prepared_builder(tmp_path / "unknown-runner")
+    # The runner reaches TFDS's Beam pipeline: an unknown one fails there, naming itself.
+    with pytest.raises(Exception, match="NoSuchRunner"):
+        ingest.ensure_prepared(ingest.Source(builder, "beam_prepared_squares"), data, Beam(runner="NoSuchRunner"))
+    assert not builder.is_prepared()
+    builder = _beam_prepared_builder(tmp_path / "direct")
+    ingest.ensure_prepared(ingest.Source(builder, "beam_prepared_squares"), data, Beam())
+    assert builder.is_prepared() and builder.info.splits["train"].num_examples == 40
