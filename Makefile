@@ -25,7 +25,7 @@ run: $(STAMP)  ## run the pipeline on the embedded default dataset
 	$(BIN)/pipeline run
 
 test: $(STAMP)  ## run the test suite (real components on tiny real data)
-	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -ra --durations=25 $(PYTEST_ARGS)
 
 ui: $(STAMP)  ## open the MLflow UI on http://127.0.0.1:5000
 	$(BIN)/pipeline ui
