@@ -3,11 +3,14 @@
 The tune stage (components/tune.py) decides what a search is; this module holds what running its
 trials in parallel needs from the machine: how many workers `tune.workers` means here, a free
 loopback port for the oracle, the oracle's server with a prompt end, and worker processes that
-end with the pipeline and are stopped cleanly when the search stops early.
+end with the pipeline and are stopped cleanly when the search stops early. Workers can be started
+before the tune stage (`prestart`): they import TensorFlow while the stages before it run, then
+wait for their job on stdin.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -20,6 +23,9 @@ from contextlib import contextmanager
 from typing import Any, Callable
 
 WORKER_JOB = "PIPELINE_TUNE_WORKER"  # the environment variable a local worker process reads its job from
+JOB_ON_STDIN = "stdin"  # WORKER_JOB for a prestarted worker: its job comes as one JSON line on stdin
+WORKER_VERBOSE = "PIPELINE_TUNE_WORKER_VERBOSE"  # a prestarted worker's verbosity, before its job says it
+_prestarted: list[subprocess.Popen] = []  # workers started ahead of the tune stage, waiting for a job
 TUNER_VARIABLES = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
 
 
@@ -57,12 +63,50 @@ def kerastuner_variables():
                 os.environ[name] = value
 
 
-def start_worker(job: dict[str, Any]) -> subprocess.Popen:
-    """`python -m components.tune` with `job` (JSON in WORKER_JOB), outside this process's KerasTuner role."""
-    environment = {**os.environ, WORKER_JOB: json.dumps(job)}
+def _spawn(variables: dict[str, str], **popen: Any) -> subprocess.Popen:
+    """`python -m components.tune` with these variables, outside this process's KerasTuner role."""
+    environment = {**os.environ, **variables}
     for name in TUNER_VARIABLES:
         environment.pop(name, None)
-    return subprocess.Popen([sys.executable, "-m", "components.tune"], env=environment, preexec_fn=_end_with_parent)
+    return subprocess.Popen([sys.executable, "-m", "components.tune"], env=environment, preexec_fn=_end_with_parent,
+                            **popen)
+
+
+def prestart(count: int, verbose: int) -> None:
+    """Start `count` workers now, so their TensorFlow import overlaps the stages before tune; `start_workers`
+    hands them their jobs. Workers nobody takes are stopped when this process exits."""
+    if not _prestarted:
+        atexit.register(release_prestarted)
+    for _ in range(count):
+        _prestarted.append(_spawn({WORKER_JOB: JOB_ON_STDIN, WORKER_VERBOSE: str(verbose)},
+                                  stdin=subprocess.PIPE, text=True))
+
+
+def start_workers(jobs: list[dict[str, Any]]) -> list[subprocess.Popen]:
+    """A worker process for each job: a prestarted one while there is one alive, else a new one."""
+    processes = []
+    for job in jobs:
+        process = None
+        while process is None and _prestarted:
+            candidate = _prestarted.pop(0)
+            try:
+                candidate.stdin.write(json.dumps(job) + "\n")
+                candidate.stdin.close()
+                process = candidate
+            except OSError:  # it died while it waited (its error is on stderr): start a fresh one instead
+                candidate.wait()
+        processes.append(process or _spawn({WORKER_JOB: json.dumps(job)}))
+    return processes
+
+
+def release_prestarted() -> None:
+    """Stop the prestarted workers that got no job (the pipeline failed, or ended before tune): they hold no
+    state and no MLflow run yet, so they are killed rather than left to finish importing TensorFlow."""
+    waiting, _prestarted[:] = list(_prestarted), []
+    for process in waiting:
+        process.kill()
+        process.wait()
+        process.stdin.close()
 
 
 def _end_with_parent() -> None:

@@ -221,8 +221,9 @@ def _parallel_search(transform: Artifact, config: Config, directory: Path, *, wo
     with trial_processes.kerastuner_variables():
         try:
             chief.export()
-            for index in range(1, workers):  # worker0 is this process
-                processes.append(trial_processes.start_worker({**job, "tuner_id": f"worker{index}"}))
+            # worker0 is this process
+            processes += trial_processes.start_workers([{**job, "tuner_id": f"worker{index}"}
+                                                        for index in range(1, workers)])
             log.info(f"tune: {workers} trials at a time, in this process and {workers - 1} worker process(es)")
             return _search(transform, config, directory, verbose=verbose, trial_tags=trial_tags, chief=chief,
                            processes=tuple(processes), local_worker="worker0")
@@ -231,23 +232,39 @@ def _parallel_search(transform: Artifact, config: Config, directory: Path, *, wo
 
 
 def _worker_main() -> int:
-    """A local tuning worker (`python -m components.tune`, started by `_parallel_search`)."""
-    job = json.loads(os.environ.pop(trial_processes.WORKER_JOB))
+    """A local tuning worker (`python -m components.tune`, started by `_parallel_search`, or ahead of it by
+    `trial_processes.prestart`: then it imports what trials need first and reads its job from stdin)."""
+    raw = os.environ.pop(trial_processes.WORKER_JOB)
+    prestarted = raw == trial_processes.JOB_ON_STDIN
+    verbose = int(os.environ.pop(trial_processes.WORKER_VERBOSE, "1")) if prestarted else json.loads(raw)["verbose"]
 
     def interrupted(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupted)
-    logging.basicConfig(level=logging.INFO if job["verbose"] >= 1 else logging.WARNING, format="%(message)s")
+    logging.basicConfig(level=logging.INFO if verbose >= 1 else logging.WARNING, format="%(message)s")
     from pipeline.quiet import import_tensorflow_quietly
 
-    import_tensorflow_quietly(job["verbose"])
+    import_tensorflow_quietly(verbose)
+    import keras_tuner  # noqa: F401  (imported before the job arrives: a prestarted worker is ready sooner)
     import mlflow
     import tensorflow as tf
 
+    import models.hypermodel  # noqa: F401
     from pipeline import artifacts
     from pipeline.config import from_dict
     from pipeline.names import TAG_PID
+
+    if prestarted:
+        try:
+            line = sys.stdin.readline()
+        except KeyboardInterrupt:
+            return 130
+        if not line:  # released unused: the pipeline ended before its tune stage
+            return 0
+        job = json.loads(line)
+    else:
+        job = json.loads(raw)
 
     # Each worker gets its share of the cores: TensorFlow's own thread pools would otherwise each
     # take all of them and the workers would contend.

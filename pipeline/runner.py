@@ -32,7 +32,7 @@ from pipeline.names import (
     TAG_STAGE,
     TAG_TRAIN_FINGERPRINT,
 )
-from pipeline.stages import STAGE_TABLE, Stage, StageCall
+from pipeline.stages import STAGE_TABLE, Stage, StageCall, warm_up
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -285,6 +285,8 @@ def run_pipeline(config: Config, options: Options) -> int:
     except Exception as exc:  # e.g. TFDS failing to prepare a dataset: nothing has been recorded yet
         console.error(f"the dataset could not be prepared: {type(exc).__name__}: {exc}")
         return EXIT_FAILED
+    warm_up(config, {step.stage.name for step in steps if step.cached is None},
+            {"hparams": options.hparams, "verbose": options.verbose, "role": options.role})
 
     parent = mlflow.start_run(run_name=f"{config.pipeline.name}-{time.strftime('%Y%m%d-%H%M%S')}",
                               tags=tracking.process_tags("pipeline"))

@@ -110,3 +110,19 @@ STAGE_TABLE: tuple[Stage, ...] = (
     Stage("evaluate", "components.evaluate", EVALUATION, ("evaluate",), ("train", "ingest"), _evaluate),
     Stage("push", "components.push", PUSHED, ("pipeline", "push"), ("train", "evaluate"), _push),
 )
+
+
+def warm_up(config: Config, computed: set[str], options: dict[str, Any]) -> None:
+    """Start now what a stage to be computed will need and can prepare while the stages before it run.
+
+    A search with several local workers gets its worker processes here: each spends seconds importing
+    TensorFlow, which then overlaps ingest, validate and preprocess instead of the search.
+    """
+    if "tune" not in computed or not config.tune.enabled or options.get("hparams") \
+            or options.get("role", "standalone") != "standalone":
+        return
+    from components import trial_processes
+
+    extra = trial_processes.worker_count(config.tune.workers) - 1
+    if extra > 0:
+        trial_processes.prestart(extra, options.get("verbose", 1))

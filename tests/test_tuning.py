@@ -210,6 +210,32 @@ def test_parallel_search_killed_mid_way_takes_its_workers_along_and_resumes(stor
     _resume_and_check(store, ("tune", *PARALLEL), trials=6)
 
 
+def test_a_prestarted_worker_takes_its_job_from_stdin(capfd, tmp_path):
+    """The pipeline starts tuning workers before its tune stage; the stage hands each its job later."""
+    from components import trial_processes
+
+    trial_processes.prestart(1, verbose=0)
+    (waiting,) = trial_processes._prestarted
+    job = {"transform": str(tmp_path / "no-such-transform"), "config": {}, "directory": str(tmp_path),
+           "parent": "0", "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "oracle": ["127.0.0.1", 1],
+           "trial_tags": {}, "verbose": 0, "threads": 1, "tuner_id": "worker1"}
+    (started,) = trial_processes.start_workers([job])
+    assert started is waiting and trial_processes._prestarted == []
+    assert started.wait(timeout=120) == 1  # the job it read names an artifact that is not there
+    assert "no-such-transform" in capfd.readouterr().err
+
+
+def test_prestarted_workers_nobody_took_are_stopped():
+    from components import trial_processes
+
+    trial_processes.prestart(2, verbose=0)
+    waiting = list(trial_processes._prestarted)
+    assert all(process.poll() is None for process in waiting)
+    trial_processes.release_prestarted()
+    assert trial_processes._prestarted == []
+    assert all(process.poll() is not None for process in waiting)
+
+
 def test_tune_workers_is_a_count_or_auto():
     from components.trial_processes import worker_count
     from pipeline.config import ConfigError, load_config
