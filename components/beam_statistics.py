@@ -53,10 +53,6 @@ class BeamSettings(Protocol):
     options: Sequence[str]  # further Beam pipeline options, e.g. "--flink_master=host:8081"
 
 
-def enabled(settings: BeamSettings | None) -> bool:
-    return settings is not None and settings.runner != "none"
-
-
 def check_installed() -> None:
     """Raise ConfigError (exit 2) naming the install command when Beam is asked for but not installed."""
     if importlib.util.find_spec("apache_beam") is None:
@@ -66,7 +62,7 @@ def check_installed() -> None:
 
 def pipeline_args(settings: BeamSettings) -> list[str]:
     """The Beam command-line options `[beam]` stands for: the runner, DirectRunner's settings, the rest as given."""
-    if settings.runner == "direct":
+    if settings.runner in ("direct", "DirectRunner"):
         args = ["--runner=DirectRunner", f"--direct_num_workers={settings.direct_num_workers}",
                 f"--direct_running_mode={settings.direct_running_mode}"]
     else:
@@ -131,6 +127,8 @@ class Part:
 def parts(directory: Path, spec: dict[str, Any], split: str) -> list[Part]:
     """About PARTS parts of a split: whole shards when it has that many, else each shard cut by batches."""
     paths = [str(path) for path in ex.paths(directory, spec, split)]
+    if not paths:
+        return []
     if len(paths) >= PARTS:
         groups = [paths[number::PARTS] for number in range(PARTS)]
         return [Part(split, number, tuple(group), 0, 1) for number, group in enumerate(groups)]
