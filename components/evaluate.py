@@ -20,7 +20,7 @@ from components import records
 from components.properties import EvaluationProperties
 from pipeline.artifacts import Artifact, write_json
 from pipeline.config import Config
-from pipeline.names import BLESSING_FILE, CONFUSION_JSON, CONFUSION_PNG, METRICS_FILE, MODEL_FILE
+from pipeline.names import BLESSING_FILE, CONFUSION_JSON, CONFUSION_PNG, METRICS_FILE, MODEL_FILE, TAG_BLESSING
 
 BATCH = 1024  # test examples per prediction step
 
@@ -161,7 +161,7 @@ def run(model_artifact: Artifact, examples: Artifact, config: Config, out: Path,
     mlflow.log_metrics({**scalars, "blessed": float(blessing["blessed"])})
     if reference is not None:
         mlflow.log_metrics({f"champion_{k}": v for k, v in reference["metrics"].items() if isinstance(v, (int, float))})
-    mlflow.set_tag("pipeline.blessing", blessing["reason"])
+    mlflow.set_tag(TAG_BLESSING, blessing["reason"])
 
     if task == "classification":
         matrix = np.asarray(metrics["confusion_matrix"])

@@ -16,7 +16,19 @@ from pathlib import Path
 from components.properties import EvaluationProperties, ModelProperties, PushProperties
 from pipeline.artifacts import Artifact, write_json
 from pipeline.config import Config
-from pipeline.names import ALIAS_CHAMPION, MODEL_FILE, PUSH_FILE, TAG_TRAIN_FINGERPRINT
+from pipeline.names import (
+    ALIAS_CHAMPION,
+    MODEL_FILE,
+    PUSH_FILE,
+    TAG_BLESSING,
+    TAG_DATA_FINGERPRINT,
+    TAG_HYPERPARAMETERS,
+    TAG_PUSH,
+    TAG_RUN_ID,
+    TAG_TEST_PREFIX,
+    TAG_TRAIN_FINGERPRINT,
+    TAG_TRAIN_RUN_ID,
+)
 
 
 def export_saved_model(model_file: Path, destination: Path) -> Path:
@@ -54,26 +66,26 @@ def run(model: Artifact, evaluation: Artifact, config: Config, out: Path, *, ser
     if not evaluated.blessed:
         result = PushProperties(pushed=False, reason=evaluated.reason)
         write_json(out / PUSH_FILE, result.to_dict())
-        mlflow.set_tag("pipeline.push", "not pushed: the champion stays")
+        mlflow.set_tag(TAG_PUSH, "not pushed: the champion stays")
         return result
 
     client = mlflow.MlflowClient()
     active = mlflow.active_run()
     parent = active.data.tags.get("mlflow.parentRunId", "") if active else ""
     tags = {
-        "pipeline.run_id": parent,
-        "pipeline.train_run_id": model.producer_run_id,
+        TAG_RUN_ID: parent,
+        TAG_TRAIN_RUN_ID: model.producer_run_id,
         TAG_TRAIN_FINGERPRINT: model.fingerprint,
-        "pipeline.data_fingerprint": evaluation.inputs.get("ingest", ""),
-        "pipeline.hyperparameters": json.dumps(trained.hyperparameters, sort_keys=True),
+        TAG_DATA_FINGERPRINT: evaluation.inputs.get("ingest", ""),
+        TAG_HYPERPARAMETERS: json.dumps(trained.hyperparameters, sort_keys=True),
     }
     for metric in ("accuracy", "mae", "r2"):  # classification's figure, or regression's
         if metric in evaluated.metrics:
-            tags[f"pipeline.test_{metric}"] = str(evaluated.metrics[metric])
+            tags[f"{TAG_TEST_PREFIX}{metric}"] = str(evaluated.metrics[metric])
     version = _registered(client, name, model.fingerprint) or mlflow.register_model(
         trained.model_uri, name, tags=tags)
     client.set_registered_model_alias(name, ALIAS_CHAMPION, version.version)
-    client.set_model_version_tag(name, version.version, "pipeline.blessing", evaluated.reason)
+    client.set_model_version_tag(name, version.version, TAG_BLESSING, evaluated.reason)
     export = export_saved_model(model.file(MODEL_FILE), serving_root / name / str(version.version))
     result = PushProperties(pushed=True, version=int(version.version), alias=ALIAS_CHAMPION,
                             model_uri=f"models:/{name}@{ALIAS_CHAMPION}", saved_model=str(export))

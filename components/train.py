@@ -36,12 +36,13 @@ from pipeline.config import Config
 from pipeline.names import (
     BEST_HPARAMS,
     CLASS_NAMES_FILE,
-    INPUT_INFO_FILE,
     HISTORY_FILE,
+    INPUT_INFO_FILE,
     LEARNING_CURVES_PNG,
     MODEL_FILE,
     RAW_SAMPLE,
     RESOLVED_CONFIG,
+    TAG_RESUMED,
     TRANSFORM_MODEL,
 )
 
@@ -195,7 +196,7 @@ def run(transform: Artifact, hyperparameters: Artifact, config: Config, out: Pat
     backup = out / "backup"
     resumed = backup.is_dir() and any(backup.iterdir())
     if resumed:
-        mlflow.set_tag("pipeline.resumed", "true")
+        mlflow.set_tag(TAG_RESUMED, "true")
         log.info("train: resuming from the last completed epoch of an interrupted run")
     history = _fit(training, config, backup, task, chief=True, verbose=verbose)
     losses = history["loss"]

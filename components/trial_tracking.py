@@ -14,10 +14,9 @@ import math
 import time
 from typing import Any, Callable
 
-from pipeline.names import TAG_ERROR
+from pipeline.names import TAG_ERROR, TAG_TRIAL_ID, TAG_TRIAL_STATUS, TAG_TUNER_ID
 
 log = logging.getLogger(__name__)
-TRIAL_TAG = "pipeline.trial_id"
 
 
 # Epochs that end less than this many seconds after the last write share the next one, so a fit of
@@ -171,8 +170,8 @@ def tracked(tuner_class: type, *, tags: dict[str, str], trial_parent: str | None
             self._trial_started = time.perf_counter()
             self._epochs = epoch_timer()
             super().on_trial_begin(trial)
-            run_tags = {**tags, TRIAL_TAG: trial.trial_id,
-                        "pipeline.tuner_id": os.environ.get("KERASTUNER_TUNER_ID", "standalone")}
+            run_tags = {**tags, TAG_TRIAL_ID: trial.trial_id,
+                        TAG_TUNER_ID: os.environ.get("KERASTUNER_TUNER_ID", "standalone")}
             run = mlflow.start_run(run_name=f"trial-{trial.trial_id}", nested=True, parent_run_id=trial_parent,
                                    tags=run_tags)
             mlflow.log_params(dict(trial.hyperparameters.values))
@@ -219,12 +218,12 @@ def tracked(tuner_class: type, *, tags: dict[str, str], trial_parent: str | None
                 score = recorded.metrics.get_best_value(self.oracle.objective.name)
             if score is not None and _finite_number(score):
                 mlflow.log_metric("objective", float(score))
-                mlflow.set_tag("pipeline.trial_status", "COMPLETED")
+                mlflow.set_tag(TAG_TRIAL_STATUS, "COMPLETED")
                 mlflow.end_run("FINISHED")
                 return f"{self.oracle.objective.name} {float(score):.4f}"
             message = trial.message or ("the objective was not finite" if score is not None else "no reason given")
             reason = message.strip().splitlines()
-            mlflow.set_tag("pipeline.trial_status", str(trial.status))
+            mlflow.set_tag(TAG_TRIAL_STATUS, str(trial.status))
             mlflow.set_tag(TAG_ERROR, reason[-1][:5000] if reason else "")
             if trial.message:
                 mlflow.log_text(trial.message, "trial_error.txt")

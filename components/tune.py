@@ -26,10 +26,9 @@ from components.data import evaluation_stream, training_stream, watched
 from components.properties import HyperParametersProperties, TransformProperties
 from pipeline.artifacts import Artifact, write_json
 from pipeline.config import Config
-from pipeline.names import BEST_HPARAMS, TRIALS_TABLE
+from pipeline.names import BEST_HPARAMS, TAG_TUNE_CHIEF, TAG_TUNE_SOURCE, TRIALS_TABLE
 
 log = logging.getLogger(__name__)
-CHIEF_TAG = "pipeline.tune_chief"  # on the chief's tune run: where its oracle listens; workers look for it
 def _tuner_class(algorithm: str):
     import keras_tuner
 
@@ -314,14 +313,14 @@ def run(transform: Artifact, config: Config, out: Path, *, trial_tags: dict[str,
         source = f"file {hparams_file}" if hparams_file else "[model]/[train] (tuning disabled)"
         write_json(out / BEST_HPARAMS, best)
         mlflow.log_dict(best, BEST_HPARAMS)
-        mlflow.set_tag("pipeline.tune_source", source)
+        mlflow.set_tag(TAG_TUNE_SOURCE, source)
         return HyperParametersProperties(best=best, source=source, trials=0)
 
     from components.plots import plot_tuning
 
     if distributed is not None:
         distributed.export()
-        mlflow.set_tag(CHIEF_TAG, f"{distributed.oracle_ip}:{distributed.oracle_port}")
+        mlflow.set_tag(TAG_TUNE_CHIEF, f"{distributed.oracle_ip}:{distributed.oracle_port}")
         log.info(f"tune: chief oracle on {distributed.oracle_ip}:{distributed.oracle_port}; "
                      "waiting for workers (`pipeline tune --role worker ...`) to run the trials")
     props = TransformProperties.of(transform)

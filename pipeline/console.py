@@ -11,6 +11,8 @@ import sys
 import time
 from typing import Any
 
+from pipeline.tracking import ui_url
+
 _VERBOSITY = 1
 COMPONENT_LOGGER = "components"  # the components report progress through standard logging under this name
 
@@ -115,7 +117,7 @@ def summary(config: Any, outcomes: list[Any], run_id: str, experiment_id: str) -
     if "evaluate" in props:
         _say(f"blessing: {props['evaluate'].get('reason', '')}")
     _say(f"total {_process_seconds():.1f}s; see it in the MLflow UI (`pipeline ui`): "
-         f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}")
+         f"{ui_url()}/#/experiments/{experiment_id}/runs/{run_id}")
 
 
 def _process_seconds() -> float:

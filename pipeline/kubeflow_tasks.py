@@ -29,7 +29,17 @@ from urllib.parse import urlsplit
 
 from pipeline import artifacts, console, tracking
 from pipeline.config import Config, ConfigError, check_stage, flatten, load_config
-from pipeline.names import STAGES, TAG_CACHED, TAG_ERROR, TAG_KIND, TAG_PID, TAG_STAGE
+from pipeline.names import (
+    STAGES,
+    TAG_CACHED,
+    TAG_ERROR,
+    TAG_KFP_JOB,
+    TAG_KIND,
+    TAG_ORCHESTRATOR,
+    TAG_PID,
+    TAG_STAGE,
+    TAG_TUNE_CHIEF,
+)
 from pipeline.runner import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -49,8 +59,6 @@ from pipeline.runner import (
 )
 from pipeline.stages import STAGE_TABLE
 
-TAG_ORCHESTRATOR = "pipeline.orchestrator"  # on a parent run a KFP pipeline opened: "kfp"
-TAG_KFP_JOB = "pipeline.kfp_job"  # on that parent: the KFP run's id, by which the exit task finds it
 POLL_S = 2.0  # how often a tuning worker looks for its chief's search
 _STAGES = {stage.name: stage for stage in STAGE_TABLE}
 
@@ -196,14 +204,13 @@ def tune_chief(run: dict[str, Any], preprocess: str, oracle_port: int) -> str:
 @_task
 def tune_worker(run: dict[str, Any], tuner_id: str) -> None:
     """A tuning worker: finds the chief's search under this parent run, runs trials from its oracle, ends with it."""
-    from components.tune import CHIEF_TAG
     from pipeline.workers import run_worker
 
     context = _open(run)
     wait_s = Options().wait_s
     deadline = time.monotonic() + wait_s
     while (tune := _tune_run(context, run["parent_run_id"])) is None or (
-            tune.info.status == "RUNNING" and CHIEF_TAG not in tune.data.tags):
+            tune.info.status == "RUNNING" and TAG_TUNE_CHIEF not in tune.data.tags):
         if time.monotonic() > deadline:
             console.error(f"worker {tuner_id}: no tune run started under {run['parent_run_id']} within {wait_s:.0f}s")
             raise SystemExit(EXIT_FAILED)
@@ -213,7 +220,7 @@ def tune_worker(run: dict[str, Any], tuner_id: str) -> None:
                      f"{tune.data.tags.get(TAG_CACHED, 'false')}) before this worker joined; nothing to do")
         return
     try:
-        code = run_worker(context.config, Options(role="worker", tuner_id=tuner_id, oracle=tune.data.tags[CHIEF_TAG]))
+        code = run_worker(context.config, Options(role="worker", tuner_id=tuner_id, oracle=tune.data.tags[TAG_TUNE_CHIEF]))
     except Exception as exc:
         console.warn(f"worker {tuner_id}: {type(exc).__name__}: {exc}")
         code = EXIT_FAILED

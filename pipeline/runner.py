@@ -25,6 +25,7 @@ from pipeline.names import (
     ARTIFACT_PROPERTIES,
     STAGES,
     TAG_ARTIFACT_DIR,
+    TAG_BLESSED,
     TAG_CACHED,
     TAG_CACHED_FROM,
     TAG_ERROR,
@@ -348,4 +349,4 @@ def _log_summary(outcomes: list[Outcome]) -> None:
         metrics = outcome.properties.get("metrics", {})
         if outcome.stage == "evaluate":
             mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
-            mlflow.set_tag("pipeline.blessed", str(outcome.properties.get("blessed")).lower())
+            mlflow.set_tag(TAG_BLESSED, str(outcome.properties.get("blessed")).lower())

@@ -16,12 +16,11 @@ from typing import Any, Iterator
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pipeline.locks import exclusive
-from pipeline.names import TAG_ERROR, TAG_KIND, TAG_PID
+from pipeline.names import TAG_ERROR, TAG_HOST, TAG_KIND, TAG_PID
 
 # SQLite's default lock wait is 5 s: two pipelines writing to one store at once
 # need longer, so the driver waits this long for a lock before "database is locked".
 SQLITE_TIMEOUT_S = 60
-HOST_TAG = "pipeline.host"
 # Where stage artifacts and SavedModel exports go when the tracking store is not a local SQLite file.
 STORE_ENV = "PIPELINE_STORE_DIR"
 
@@ -156,7 +155,7 @@ def _artifact_location(experiment: str) -> str | None:
 
 
 def process_tags(kind: str) -> dict[str, str]:
-    return {TAG_KIND: kind, TAG_PID: str(os.getpid()), HOST_TAG: socket.gethostname()}
+    return {TAG_KIND: kind, TAG_PID: str(os.getpid()), TAG_HOST: socket.gethostname()}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -180,7 +179,7 @@ def fail_orphaned_runs(experiment_id: str) -> list[str]:
     for run in runs:
         tags = run.data.tags
         pid = tags.get(TAG_PID)
-        if tags.get(HOST_TAG) != host or pid is None or not pid.isdigit():
+        if tags.get(TAG_HOST) != host or pid is None or not pid.isdigit():
             continue
         if int(pid) != os.getpid() and not _pid_alive(int(pid)):
             client.set_tag(run.info.run_id, TAG_ERROR, "the process running it died (killed or crashed)")

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from pipeline import artifacts, console, tracking
 from pipeline.config import Config, ConfigError, parse_address
-from pipeline.names import STAGES, TAG_FINGERPRINT, TAG_STAGE
+from pipeline.names import STAGES, TAG_FINGERPRINT, TAG_STAGE, TAG_TUNE_CHIEF
 from pipeline.quiet import import_tensorflow_quietly
 from pipeline.runner import EXIT_FAILED, EXIT_OK, Options, _sealed_meanwhile, plan
 
@@ -21,7 +21,6 @@ def run_worker(config: Config, options: Options) -> int:
     import mlflow
 
     from components import tune
-    from components.tune import CHIEF_TAG
 
     experiment_id = tracking.setup(config.pipeline.name)
     client = mlflow.MlflowClient()
@@ -36,7 +35,7 @@ def run_worker(config: Config, options: Options) -> int:
         chiefs = client.search_runs(
             [experiment_id], filter_string=(f"tags.`{TAG_FINGERPRINT}` = '{steps['tune'].fingerprint}' and "
                                             f"tags.`{TAG_STAGE}` = 'tune' and attributes.status = 'RUNNING'"))
-        chiefs = [run for run in chiefs if CHIEF_TAG in run.data.tags]
+        chiefs = [run for run in chiefs if TAG_TUNE_CHIEF in run.data.tags]
         if transform is not None and chiefs:
             break
         if time.monotonic() > deadline:
