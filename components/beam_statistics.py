@@ -19,7 +19,6 @@ sampling error (see tests/scale/test_beam.py).
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import math
 import os
@@ -34,14 +33,12 @@ from components import examples as ex
 from components import records
 from components.validate import SplitAccumulator, split_accumulator, summarize
 from pipeline.artifacts import Artifact
-from pipeline.config import ConfigError
+from pipeline.config_rules import require_beam
 from pipeline.names import SPLITS
 
 PARTS = 8  # parts each split is cut into: the most workers one split can keep busy (fixed, so results are too)
 BATCH = 1024  # records per batch a worker reads and adds to its accumulator
 HARNESS_LOG_LEVEL = "ERROR"  # what Beam workers log unless [beam] options say otherwise
-INSTALL = "pip install 'deeplearning-tf[beam]'"
-RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
 
 
 class BeamSettings(Protocol):
@@ -51,13 +48,6 @@ class BeamSettings(Protocol):
     direct_num_workers: int  # DirectRunner only
     direct_running_mode: str  # DirectRunner only: in_memory | multi_threading | multi_processing
     options: Sequence[str]  # further Beam pipeline options, e.g. "--flink_master=host:8081"
-
-
-def check_installed() -> None:
-    """Raise ConfigError (exit 2) naming the install command when Beam is asked for but not installed."""
-    if importlib.util.find_spec("apache_beam") is None:
-        raise ConfigError(f"beam.runner asks for an Apache Beam runner, but apache_beam is not installed; "
-                          f"run `{INSTALL}` or set beam.runner = \"none\"")
 
 
 def pipeline_args(settings: BeamSettings) -> list[str]:
@@ -91,15 +81,15 @@ def _quiet_workers() -> Iterator[None]:
 
 def pipeline_options(settings: BeamSettings):
     """`pipeline_args` as Beam's PipelineOptions (what TFDS's DownloadConfig takes as beam_options)."""
-    _import_beam()
+    _import_beam(settings)
     from apache_beam.options.pipeline_options import PipelineOptions
 
     return PipelineOptions(pipeline_args(settings))
 
 
-def _import_beam():
+def _import_beam(settings: BeamSettings):
     """apache_beam, without the warning its BigQuery client logs on import (root logger, once per process)."""
-    check_installed()
+    require_beam(settings.runner)
     root = logging.getLogger()
     # A handler keeps logging.warning from configuring the root logger as a side effect of the import.
     guard, level = logging.NullHandler(), root.level
@@ -205,10 +195,11 @@ def _results_directory(args: list[str]) -> str:
     return f"{temp.rstrip('/')}/validate-statistics-{uuid.uuid4().hex}" if temp else tempfile.mkdtemp(prefix="beam-stats-")
 
 
-def _combine_splits(examples: Artifact, spec: dict[str, Any], splits: Sequence[str], args: list[str],
+def _combine_splits(examples: Artifact, spec: dict[str, Any], splits: Sequence[str], settings: BeamSettings,
                     vocabulary: frozenset[str] | None) -> dict[str, SplitAccumulator]:
     """One Beam pipeline over `splits`: batches combined per (split, part), then each split's parts merged in order."""
-    beam = _import_beam()
+    beam = _import_beam(settings)
+    args = pipeline_args(settings)
     from apache_beam.io.filesystems import FileSystems
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -241,13 +232,12 @@ def compute_statistics(examples: Artifact, spec: dict[str, Any], settings: BeamS
     Text needs train's vocabulary before the other splits' OOV rates, so text runs two pipelines
     (train, then the others); every other kind runs one over all splits.
     """
-    args = pipeline_args(settings)
     accumulators: dict[str, SplitAccumulator] = {}
     vocabulary: frozenset[str] | None = None
     statistics: dict[str, Any] = {}
     rounds = [["train"], [s for s in SPLITS if s != "train"]] if spec["kind"] == "text" else [list(SPLITS)]
     for splits in rounds:
-        accumulators.update(_combine_splits(examples, spec, splits, args, vocabulary))
+        accumulators.update(_combine_splits(examples, spec, splits, settings, vocabulary))
         for split in splits:
             statistics[split], found = summarize(accumulators[split], spec, split)
             vocabulary = found if split == "train" else vocabulary

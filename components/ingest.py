@@ -23,7 +23,7 @@ from components import examples as ex
 from components.records import STRING, Column, ShardWriter, digest
 from components.properties import ExamplesProperties
 from pipeline.artifacts import write_json
-from pipeline.config import ConfigError, DataConfig
+from pipeline.config import BeamConfig, ConfigError, DataConfig
 from pipeline.locks import exclusive
 from pipeline.names import SPEC_FILE, SPLITS
 
@@ -85,7 +85,7 @@ def _needs_download(builder: Any) -> bool:
     return not type(builder).__module__.startswith("components.datasets")
 
 
-def ensure_prepared(source: Source, config: DataConfig, beam: Any = None) -> None:
+def ensure_prepared(source: Source, config: DataConfig, beam: BeamConfig | None = None) -> None:
     """Prepare the dataset through TFDS's download-and-prepare path if it is not prepared yet.
 
     A builder that prepares with Apache Beam gets the `[beam]` runner and options (`beam`), so a large
@@ -340,7 +340,7 @@ def _write_split(builder: Any, found: Layout, config: DataConfig, expression: st
     return writer.files, writer.count, largest
 
 
-def run(config: DataConfig, out: Path, beam: Any = None) -> ExamplesProperties:
+def run(config: DataConfig, out: Path, beam: BeamConfig | None = None) -> ExamplesProperties:
     """Stream the configured splits from TFDS into shards under `out`, and describe them in spec.json;
     `beam` ([beam]) is the Beam runner a builder that prepares with Beam runs on."""
     source = resolve_builder(config)

@@ -21,7 +21,7 @@ from components import examples as ex
 from components.statistics import CategoryStats, NumericStats, TextStats
 from components.properties import StatisticsProperties
 from pipeline.artifacts import Artifact, write_json
-from pipeline.config import DataConfig
+from pipeline.config import BeamConfig, DataConfig
 from pipeline.names import ANOMALIES_FILE, SCHEMA_FILE, SPLITS, STATISTICS_FILE, VALIDATION_REPORT
 
 
@@ -224,7 +224,7 @@ def _report(spec: dict[str, Any], statistics: dict[str, Any], anomalies: list[di
     return "\n".join(lines) + "\n"
 
 
-def run(examples: Artifact, config: DataConfig, out: Path, beam: Any = None) -> StatisticsProperties:
+def run(examples: Artifact, config: DataConfig, out: Path, beam: BeamConfig | None = None) -> StatisticsProperties:
     """Statistics, schema and anomalies of the examples; `beam` ([beam] config) runs the statistics on Beam."""
     import mlflow
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from pipeline.config_rules import ConfigError, check_space, check_value, coerce
+from pipeline.config_rules import ConfigError, check_beam, check_space, check_value, coerce
 from pipeline.names import STAGES
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -117,6 +117,16 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class BeamConfig:
+    # Where validate's full pass runs (components/beam_statistics.py); in no stage's fingerprint: every runner
+    # computes the same statistics. A runner other than "none" needs `pip install 'deeplearning-tf[beam]'`.
+    runner: str = "none"  # none (in the pipeline's process) | direct (Beam's DirectRunner) | a Beam runner, e.g. FlinkRunner
+    direct_num_workers: int = 1  # DirectRunner's parallel workers; 0 = one per CPU core
+    direct_running_mode: str = "in_memory"  # DirectRunner: in_memory | multi_threading | multi_processing
+    options: list[str] = field(default_factory=list)  # more Beam pipeline options, as given, e.g. "--flink_master=host:8081"
+
+
+@dataclass(frozen=True)
 class Config:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -126,6 +136,7 @@ class Config:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     push: PushConfig = field(default_factory=PushConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    beam: BeamConfig = field(default_factory=BeamConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
@@ -140,6 +151,7 @@ _SECTION_TYPES = {
     "evaluate": EvaluateConfig,
     "push": PushConfig,
     "tracking": TrackingConfig,
+    "beam": BeamConfig,
 }
 
 def _build_section(section: str, raw: Any) -> Any:
@@ -169,6 +181,7 @@ def _check_consistency(config: Config) -> None:
             f"model.attention = {model.attention!r} needs a recurrent encoder (simple_rnn, lstm, gru), "
             f"but model.encoder = {model.encoder!r}; set model.attention = \"none\" or change the encoder"
         )
+    check_beam(config.beam)
     if config.tune.enabled:
         check_space(config.tune.space, lambda section, key: get_type_hints(_SECTION_TYPES[section])[key])
 

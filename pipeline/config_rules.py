@@ -26,6 +26,10 @@ class ConfigError(ValueError):
 # or tf.distribute.MultiWorkerMirroredStrategy over the cluster in the TF_CONFIG environment variable.
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
 
+# How Beam's DirectRunner runs a pipeline's workers ([beam] direct_running_mode).
+BEAM_RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
+BEAM_INSTALL = "pip install 'deeplearning-tf[beam]'"
+
 # (section, key) -> allowed values, for string keys with a fixed vocabulary.
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("model", "encoder"): vocabulary.ENCODERS,
@@ -38,6 +42,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("data", "task"): TASKS,
     ("train", "monitor"): TUNE_OBJECTIVES,
     ("train", "distribution"): DISTRIBUTIONS,
+    ("beam", "direct_running_mode"): BEAM_RUNNING_MODES,
 }
 
 # [model] and [train] hold the hyperparameters under their own names.
@@ -69,6 +74,7 @@ RANGES: dict[tuple[str, str], Range] = {
     ("evaluate", "max_mae"): Range(0.0, math.inf),
     ("evaluate", "min_r2"): Range(-math.inf, 1.0),
     ("evaluate", "top_k"): Range(1, 1000),
+    ("beam", "direct_num_workers"): Range(0, 1024),
 }
 
 _SPLIT_RE = re.compile(
@@ -171,3 +177,29 @@ def check_space(space: dict[str, Any], field_type: Callable[[str, str], Any]) ->
                 check_value(sections[key], key, expected(value) if expected is float else value)
             except ConfigError as exc:
                 raise ConfigError(f"in tune.space: {exc}") from None
+
+
+def check_beam(beam: Any) -> None:
+    """[beam] as a whole: a runner named, options as Beam spells them, DirectRunner's settings that work
+    together, and Apache Beam installed when a runner is asked for (checked on load: exit 2, nothing run)."""
+    if not beam.runner.strip():
+        raise ConfigError('beam.runner is empty; use "none", "direct" or a Beam runner name such as "FlinkRunner"')
+    for option in beam.options:
+        if not option.startswith("--"):
+            raise ConfigError(f"beam.options has {option!r}; write each as Beam's command line does, "
+                              "e.g. \"--flink_master=host:8081\"")
+    if beam.runner in ("direct", "DirectRunner") and beam.direct_running_mode == "in_memory" \
+            and beam.direct_num_workers != 1:
+        raise ConfigError(f"beam.direct_num_workers = {beam.direct_num_workers} needs beam.direct_running_mode = "
+                          "\"multi_processing\" or \"multi_threading\"; in_memory runs one worker")
+    if beam.runner != "none":
+        require_beam(beam.runner)
+
+
+def require_beam(runner: str) -> None:
+    """Raise ConfigError naming the install command when a Beam runner is asked for but Beam is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("apache_beam") is None:
+        raise ConfigError(f"beam.runner = {runner!r} asks for Apache Beam, but apache_beam is not installed; "
+                          f"run `{BEAM_INSTALL}` or set beam.runner = \"none\"")

@@ -51,13 +51,13 @@ class Stage:
 def _ingest(call: StageCall) -> dict[str, Any]:
     from components import ingest
 
-    return ingest.run(call.config.data, call.out).to_dict()
+    return ingest.run(call.config.data, call.out, beam=call.config.beam).to_dict()
 
 
 def _validate(call: StageCall) -> dict[str, Any]:
     from components import validate
 
-    return validate.run(call.inputs["ingest"], call.config.data, call.out).to_dict()
+    return validate.run(call.inputs["ingest"], call.config.data, call.out, beam=call.config.beam).to_dict()
 
 
 def _preprocess(call: StageCall) -> dict[str, Any]:

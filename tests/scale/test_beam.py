@@ -158,15 +158,34 @@ def test_beam_settings_become_pipeline_options_and_user_options_come_last():
 
 
 def test_asking_for_beam_without_it_installed_names_the_install_command(monkeypatch):
+    """On load (exit 2, before anything runs) and where the component imports Beam."""
     import importlib.util
 
     from pipeline.config import ConfigError
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "apache_beam" else real(name, *a))
+    assert load_config(None).beam.runner == "none"  # the default run needs no Beam
+    with pytest.raises(ConfigError, match=r"apache_beam is not installed; run `pip install 'deeplearning-tf\[beam\]'`"):
+        load_config(None, ["beam.runner=direct"])
     with pytest.raises(ConfigError, match=r"pip install 'deeplearning-tf\[beam\]'"):
-        beam_statistics.check_installed()
+        beam_statistics.pipeline_options(Beam())
 
+
+def test_beam_settings_are_checked_when_the_config_loads():
+    from pipeline.config import ConfigError
+
+    config = load_config(None, ["beam.runner=direct", "beam.direct_num_workers=2", "beam.direct_running_mode=multi_processing",
+                                'beam.options=["--direct_runner_bundle_repeat=0"]'])
+    assert config.beam.direct_num_workers == 2 and config.beam.options == ["--direct_runner_bundle_repeat=0"]
+    for overrides, message in ((["beam.direct_running_mode=threads"], "beam.direct_running_mode = 'threads' is not one"),
+                               (["beam.direct_num_workers=-1"], "beam.direct_num_workers = -1 is out of range"),
+                               (["beam.runner=direct", "beam.direct_num_workers=2"], "in_memory runs one worker"),
+                               (['beam.options=["flink_master=host:8081"]'], "write each as Beam's command line does"),
+                               (['beam.runner=" "'], "beam.runner is empty"),
+                               (["beam.runers=direct"], "did you mean beam.runner")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(None, overrides)
 
 
 def _beam_prepared_builder(data_dir: Path):
@@ -205,3 +224,4 @@ def test_a_tfds_builder_that_prepares_with_beam_runs_on_the_configured_runner(tm
     builder = _beam_prepared_builder(tmp_path / "direct")
     ingest.ensure_prepared(ingest.Source(builder, "beam_prepared_squares"), data, Beam())
     assert builder.is_prepared() and builder.info.splits["train"].num_examples == 40
+
