@@ -25,6 +25,9 @@ from pipeline.config import BeamConfig, DataConfig
 from pipeline.names import ANOMALIES_FILE, SCHEMA_FILE, SPLITS, STATISTICS_FILE, VALIDATION_REPORT
 
 
+STATISTICS_RUNNER_PARAM = "statistics_runner"  # the validate run's param: beam.runner, "none" = in-process
+
+
 class ValidationFailed(RuntimeError):
     """The data violate the schema; the message lists the error anomalies."""
 
@@ -229,12 +232,15 @@ def run(examples: Artifact, config: DataConfig, out: Path, beam: BeamConfig | No
     import mlflow
 
     spec = ex.spec(examples)
-    if beam is not None and beam.runner != "none":
+    runner = "none" if beam is None else beam.runner
+    if runner != "none":
         from components import beam_statistics
 
         statistics = beam_statistics.compute_statistics(examples, spec, beam)
     else:
         statistics = compute_statistics(examples, spec)
+    # [beam] is in no fingerprint, so the run says which engine computed what a later run may reuse.
+    mlflow.log_param(STATISTICS_RUNNER_PARAM, runner)
     schema = infer_schema(spec, statistics["train"])
     anomalies = find_anomalies(statistics, schema, config.max_label_drift)
     write_json(out / STATISTICS_FILE, statistics)

@@ -225,3 +225,59 @@ def test_a_tfds_builder_that_prepares_with_beam_runs_on_the_configured_runner(tm
     ingest.ensure_prepared(ingest.Source(builder, "beam_prepared_squares"), data, Beam())
     assert builder.is_prepared() and builder.info.splits["train"].num_examples == 40
 
+
+
+# -- the pipeline: [beam] in the config ---------------------------------------------------------------------------
+
+BEAM_RUN = ("--set", "beam.runner=direct", "--set", "beam.direct_num_workers=2",
+            "--set", "beam.direct_running_mode=multi_processing")
+UP_TO_PREPROCESS = ("--set", "tune.enabled=false", "-q")
+
+
+def _stage_dir(store, stage: str) -> Path:
+    (found,) = [path for path in (store.root / "pipeline" / "digits" / stage).iterdir()
+                if path.is_dir() and not path.name.endswith(".partial")]
+    return found
+
+
+def _normalization(transform_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    import keras
+
+    from pipeline.names import TRANSFORM_MODEL
+
+    layer = keras.saving.load_model(transform_dir / TRANSFORM_MODEL, safe_mode=True).get_layer("normalization")
+    return np.asarray(layer.mean), np.asarray(layer.variance)
+
+
+def test_a_beam_run_of_validate_and_preprocess_writes_what_the_default_run_writes(tmp_path, tfds_dir):
+    """`pipeline tune` up to preprocess on the default digits config, once in-process and once with [beam] on
+    two DirectRunner worker processes, each in its own store: the same statistics (as above), schema and
+    anomalies, and a transform whose Normalization holds the same mean and variance."""
+    import json
+
+    from pipeline.names import ANOMALIES_FILE, SCHEMA_FILE, STATISTICS_FILE, TAG_STAGE
+    from tests.conftest import make_store
+
+    stores = {name: make_store(tmp_path / name, tfds_dir) for name in ("default", "beam")}
+    for name, extra in (("default", ()), ("beam", BEAM_RUN)):
+        done = stores[name].cli("tune", *UP_TO_PREPROCESS, *extra, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    for name, runner in (("default", "none"), ("beam", "direct")):
+        (run,) = stores[name].client().search_runs(
+            [stores[name].client().get_experiment_by_name("digits").experiment_id],
+            filter_string=f"tags.`{TAG_STAGE}` = 'validate'")
+        assert run.data.params[validate.STATISTICS_RUNNER_PARAM] == runner
+    read = {name: {file: json.loads((_stage_dir(store, "validate") / file).read_text())
+                   for file in (STATISTICS_FILE, SCHEMA_FILE, ANOMALIES_FILE)} for name, store in stores.items()}
+    assert read["beam"][SCHEMA_FILE] == read["default"][SCHEMA_FILE]
+    assert read["beam"][ANOMALIES_FILE] == read["default"][ANOMALIES_FILE]
+    examples_artifact = Artifact("Examples", str(_stage_dir(stores["beam"], "ingest")), "test", "test")
+    for split in SPLITS:
+        default, beam = read["default"][STATISTICS_FILE][split], read["beam"][STATISTICS_FILE][split]
+        _assert_same(default, beam, split)
+        _assert_quantiles_near_exact(beam["feature"]["quantiles"], _values(examples_artifact, split), split)
+    (mean, variance), (beam_mean, beam_variance) = (_normalization(_stage_dir(store, "preprocess"))
+                                                    for store in stores.values())
+    np.testing.assert_allclose(beam_mean, mean, rtol=1e-6)
+    np.testing.assert_allclose(beam_variance, variance, rtol=1e-6)
+
