@@ -8,12 +8,12 @@ with the reason. A NaN loss fails only that trial; the search goes on.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import time
 from typing import Any, Callable
 
+from pipeline import background
 from pipeline.names import TAG_ERROR, TAG_TRIAL_ID, TAG_TRIAL_STATUS, TAG_TUNER_ID
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ WRITE_INTERVAL_S = 1.0
 def epoch_logger():
     """A Keras callback logging all epoch metrics (step=epoch) to the active MLflow run, off the training thread.
 
-    Each write is one batch handed to a background writer thread through one client kept for the whole
+    Each write is one batch handed to the background writer (pipeline/background.py) through one client kept for the whole
     fit: `mlflow.log_metrics` builds two clients per call and writes to the store while the next epoch
     waits, and a store write costs several milliseconds of CPU, which on short epochs was several percent
     of training (benchmarks/, tracking rows). Training end writes what is left, waits for every queued
@@ -75,18 +75,10 @@ def epoch_logger():
             if self._run_id is None:
                 self._run_id = (mlflow.active_run() or mlflow.start_run()).info.run_id
             metrics, self._unwritten = self._unwritten, []
-            self._pending.append(_writer().submit(self._client.log_batch, self._run_id, metrics=metrics))
+            self._pending.append(background.submit(self._client.log_batch, self._run_id, metrics=metrics))
             self._last_write = now
 
     return EpochLogger()
-
-
-@functools.cache
-def _writer():
-    """One thread for every metric write of the process, in order."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="metric-writer")
 
 
 def _finite_number(value: Any) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-from pipeline import console
+from pipeline import background, console
 from pipeline.config import Config
 
 # The stages worth watching on the System metrics tab: the ones that train, search or predict.
@@ -24,7 +24,9 @@ def sampled(config: Config, stage: str, run_id: str, verbose: int) -> Iterator[N
 
     MLflow drops the samples of an unfinished interval when a run ends, so a stage shorter than one
     interval would show an empty System metrics tab: the sample pending at the end and one closing
-    sample are logged too. MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL, where set, wins over the config.
+    sample are logged too. Stopping the sampler (joining its thread, which reads the run once more) and
+    those writes take tens of milliseconds against the store; the background writer does them, so the
+    stage does not wait. MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL, where set, wins over the config.
     """
     if not config.tracking.system_metrics or stage not in SAMPLED_STAGES:
         yield
@@ -44,10 +46,15 @@ def sampled(config: Config, stage: str, run_id: str, verbose: int) -> Iterator[N
     try:
         yield
     finally:
-        monitor.finish()
-        pending = monitor.aggregate_metrics()
-        if pending:
-            monitor.publish_metrics(pending)
-        monitor.collect_metrics()
-        monitor.publish_metrics(monitor.aggregate_metrics())
-        monitor.mlflow_logger.flush()
+        background.submit(_close, monitor).add_done_callback(
+            background.warn_on_failure(f"the last system metrics of the {stage} run"))
+
+
+def _close(monitor) -> None:
+    monitor.finish()
+    pending = monitor.aggregate_metrics()
+    if pending:
+        monitor.publish_metrics(pending)
+    monitor.collect_metrics()
+    monitor.publish_metrics(monitor.aggregate_metrics())
+    monitor.mlflow_logger.flush()
