@@ -114,6 +114,7 @@ class TrackingConfig:
     # Not part of any stage's fingerprint: how a run is observed never changes what it computes.
     system_metrics: bool = True  # sample CPU, memory, disk (and GPU) on tune/train/evaluate runs (MLflow's sampler)
     system_metrics_interval_s: float = 10.0  # seconds between two system-metric samples
+    artifact_store: str = "local"  # where stage artifacts live: local (this machine's store) | mlflow (also the stage run's MLflow artifacts, for every machine)
 
 
 @dataclass(frozen=True)

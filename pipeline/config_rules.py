@@ -15,7 +15,7 @@ from typing import Any
 
 from models import vocabulary
 from models.vocabulary import Range
-from pipeline.names import TASKS, TUNE_ALGORITHMS, TUNE_OBJECTIVES
+from pipeline.names import ARTIFACT_STORES, TASKS, TUNE_ALGORITHMS, TUNE_OBJECTIVES
 
 
 class ConfigError(ValueError):
@@ -42,6 +42,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("data", "task"): TASKS,
     ("train", "monitor"): TUNE_OBJECTIVES,
     ("train", "distribution"): DISTRIBUTIONS,
+    ("tracking", "artifact_store"): ARTIFACT_STORES,
     ("beam", "direct_running_mode"): BEAM_RUNNING_MODES,
 }
 

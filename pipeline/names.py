@@ -46,6 +46,10 @@ CONFUSION_JSON = "confusion_matrix.json"
 LEARNING_CURVES_PNG = "learning_curves.png"
 PUSH_FILE = "push.json"
 ARTIFACT_PROPERTIES = "artifact_properties.json"  # on every stage run: the properties its artifact hands on
+# Where stage artifacts live (tracking.artifact_store): the local store only, or also the MLflow artifacts of
+# the stage run that made them, under this path.
+ARTIFACT_STORES = ("local", "mlflow")
+STAGE_ARTIFACT_PATH = "stage_artifact"
 
 # MLflow tag keys.
 TAG_STAGE = "pipeline.stage"
@@ -53,6 +57,7 @@ TAG_FINGERPRINT = "pipeline.fingerprint"
 TAG_CACHED = "pipeline.cached"
 TAG_CACHED_FROM = "pipeline.cached_from_run"
 TAG_ARTIFACT_DIR = "pipeline.artifact_dir"
+TAG_ARTIFACT_URI = "pipeline.artifact_uri"  # artifact_store = "mlflow": the sealed artifact among MLflow's (runs:/...)
 TAG_KIND = "pipeline.kind"  # "pipeline", "stage" or "trial"
 TAG_PID = "pipeline.pid"
 TAG_HOST = "pipeline.host"  # with TAG_PID: which process owns a RUNNING run (a dead owner's runs are marked FAILED)
