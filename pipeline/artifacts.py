@@ -15,7 +15,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pipeline.names import MANIFEST
 
@@ -63,20 +63,32 @@ def partial_dir(final: Path) -> Path:
     return final.with_name(final.name + ".partial")
 
 
-def seal(work_dir: Path, final: Path, artifact: Artifact) -> Artifact:
-    """Hash the work directory, write its manifest, and move it atomically to `final`."""
+def seal(work_dir: Path, final: Path, artifact: Artifact,
+         publish: Callable[[Path, Artifact], None] | None = None) -> Artifact:
+    """Hash the work directory, write its manifest, and move it atomically to `final`.
+
+    `publish`, when given, gets the manifested directory before the move (an upload, say): if it
+    raises, nothing is sealed and the directory stays where the stage wrote it.
+    """
     sealed = Artifact(**{**asdict(artifact), "uri": str(final), "files": _hash_tree(work_dir)})
     manifest = work_dir / MANIFEST
     tmp = manifest.with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(sealed), indent=2, sort_keys=True, default=str))
     os.replace(tmp, manifest)
+    if publish is not None:
+        publish(work_dir, sealed)
+    move_into_place(work_dir, final)
+    return sealed
+
+
+def move_into_place(directory: Path, final: Path) -> None:
+    """Rename a finished directory to `final`, replacing whatever was there whole."""
     if final.exists():
         # A recomputed artifact replaces a corrupt or forced-stale one; never mix their files.
         stale = final.with_name(f"{final.name}.stale-{os.getpid()}-{int(time.time())}")
         os.replace(final, stale)
         shutil.rmtree(stale, ignore_errors=True)
-    os.replace(work_dir, final)
-    return sealed
+    os.replace(directory, final)
 
 
 def load(path: Path, *, verify: bool = True) -> Artifact:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from pipeline import artifacts, console, tracking
+from pipeline import artifact_store, artifacts, console, tracking
 from pipeline.config import Config, ConfigError, check_stage, flatten, load_config
 from pipeline.names import (
     STAGES,
@@ -49,10 +49,8 @@ from pipeline.runner import (
     Outcome,
     Planned,
     _end_all_runs,
-    _find_cached,
     _log_graph,
     _log_summary,
-    artifact_root,
     execute_stage,
     plan,
     preflight,
@@ -160,9 +158,19 @@ def _look_up(context: _Context, step: Planned, no_cache: bool, from_stage: str) 
     --no-cache or --from say to recompute it (the rule `plan` applies in-process)."""
     if no_cache or (from_stage and STAGES.index(step.stage.name) >= STAGES.index(from_stage)):
         return
-    hit = _find_cached(context.client, context.experiment_id, step)
+    hit = step.store.find(step.stage.name, step.fingerprint)
     if hit is not None:
         step.cached, step.cached_run_id = hit
+
+
+def _upstream(store: artifact_store.ArtifactStore, name: str, fingerprint: str) -> artifacts.Artifact:
+    found = store.get(name, fingerprint)
+    if found is None:  # before this stage's run exists: nothing to end
+        console.error(f"the {name} artifact {fingerprint} that an upstream task made is not in this task's store "
+                      f"({store.final(name, fingerprint)}): with tracking.artifact_store = \"local\" every task needs "
+                      "the same store_dir volume; with \"mlflow\" every task reaches it through the tracking server")
+        raise SystemExit(EXIT_FAILED)
+    return found
 
 
 @_task
@@ -173,12 +181,12 @@ def stage(run: dict[str, Any], name: str, upstream: dict[str, str], *, role: str
     options = Options(no_cache=run["no_cache"], from_stage=run["from_stage"] or None, until_stage=name,
                       role=role, tuner_id="chief" if role == "chief" else "", oracle=oracle)
     planned = run["plan"][name]
-    root = artifact_root(context.config)
-    step = Planned(_STAGES[name], planned["fingerprint"], root / name / planned["fingerprint"], extra=planned["extra"])
+    store = artifact_store.open_store(context.config, context.client, context.experiment_id)
+    step = Planned(_STAGES[name], planned["fingerprint"], store.final(name, planned["fingerprint"]), store,
+                   extra=planned["extra"])
     _look_up(context, step, run["no_cache"], run["from_stage"])
-    # The upstream tasks of this run made or found these artifacts (verified then); their fingerprints came along.
-    done = {input_name: artifacts.load(root / input_name / upstream[input_name], verify=False)
-            for input_name in step.stage.inputs}
+    # The upstream tasks of this run made or found these artifacts; their fingerprints came along.
+    done = {input_name: _upstream(store, input_name, upstream[input_name]) for input_name in step.stage.inputs}
     try:
         execute_stage(step, STAGES.index(name) + 1, len(STAGES), context.config, options, context.client, done,
                       run["parent_run_id"])

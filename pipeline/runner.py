@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import artifacts, console, system_metrics, tracking
+from pipeline import artifact_store, artifacts, console, system_metrics, tracking
 from pipeline.config import Config, ConfigError, flatten
 from pipeline.fingerprint import fingerprint
 from pipeline.locks import exclusive
@@ -24,7 +24,6 @@ from pipeline.names import (
     ALIAS_CHAMPION,
     ARTIFACT_PROPERTIES,
     STAGES,
-    TAG_ARTIFACT_DIR,
     TAG_BLESSED,
     TAG_CACHED,
     TAG_CACHED_FROM,
@@ -56,6 +55,7 @@ class Planned:
     stage: Stage
     fingerprint: str
     final: Path
+    store: artifact_store.ArtifactStore  # where `final` is sealed, found or fetched
     cached: artifacts.Artifact | None = None
     cached_run_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -73,39 +73,6 @@ class Outcome:
 def _section_values(config: Config, names: tuple[str, ...]) -> dict[str, Any]:
     data = config.to_dict()
     return {name: data[name] for name in names}
-
-
-def artifact_root(config: Config) -> Path:
-    return tracking.store_dir() / "pipeline" / config.pipeline.name
-
-
-def _find_cached(client, experiment_id: str, planned: Planned) -> tuple[artifacts.Artifact, str] | None:
-    """A FINISHED run with this fingerprint whose artifact still verifies, or None."""
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=(f"tags.`{TAG_FINGERPRINT}` = '{planned.fingerprint}' and attributes.status = 'FINISHED' "
-                       f"and tags.`{TAG_STAGE}` = '{planned.stage.name}'"),
-        max_results=5,
-    )
-    for run in runs:
-        directory = Path(run.data.tags.get(TAG_ARTIFACT_DIR, ""))
-        if not directory.is_dir():
-            continue
-        try:
-            return artifacts.load(directory, verify=True), run.info.run_id
-        except artifacts.ArtifactError as exc:
-            console.warn(f"{planned.stage.name}: cached artifact rejected, recomputing ({exc})")
-    return None
-
-
-def _sealed_meanwhile(step: Planned) -> artifacts.Artifact | None:
-    """The artifact another process sealed under this fingerprint while we waited, if it verifies."""
-    if not step.final.is_dir():
-        return None
-    try:
-        return artifacts.load(step.final, verify=True)
-    except artifacts.ArtifactError:
-        return None
 
 
 def _champion_key(client, config: Config, train_fingerprint: str) -> str:
@@ -137,6 +104,7 @@ def plan(config: Config, options: Options, client, experiment_id: str) -> list[P
     forced_from = STAGES.index(options.from_stage) if options.from_stage else len(STAGES)
     planned: dict[str, Planned] = {}
     hparams_text = Path(options.hparams).read_text() if options.hparams else None
+    store = artifact_store.open_store(config, client, experiment_id)
     for stage in stages:
         inputs = {name: planned[name].fingerprint for name in stage.inputs}
         extra: dict[str, Any] = {}
@@ -145,9 +113,9 @@ def plan(config: Config, options: Options, client, experiment_id: str) -> list[P
         if stage.name == "evaluate":
             extra["champion"] = _champion_key(client, config, planned["train"].fingerprint)
         fp = fingerprint(stage.name, stage.module, _section_values(config, stage.sections), inputs, extra)
-        item = Planned(stage, fp, artifact_root(config) / stage.name / fp, extra=extra)
+        item = Planned(stage, fp, store.final(stage.name, fp), store, extra=extra)
         if not options.no_cache and STAGES.index(stage.name) < forced_from:
-            hit = _find_cached(client, experiment_id, item)
+            hit = store.find(stage.name, fp)
             if hit is not None:
                 item.cached, item.cached_run_id = hit
         planned[stage.name] = item
@@ -185,7 +153,7 @@ def _run_stage(step: Planned, config: Config, options: Options, inputs: dict[str
         producer_run_id=run_id, inputs={name: inputs[name].fingerprint for name in step.stage.inputs},
         properties=properties,
     )
-    return artifacts.seal(work, step.final, artifact)
+    return step.store.seal(work, step.final, artifact)
 
 
 def _execute(config: Config, options: Options, steps: list[Planned], client, parent_id: str) -> list[Outcome]:
@@ -203,7 +171,7 @@ def execute_stage(step: Planned, index: int, total: int, config: Config, options
     name = step.stage.name
     console.stage_start(index, total, name)
     started = time.perf_counter()
-    tags = {TAG_STAGE: name, TAG_FINGERPRINT: step.fingerprint, TAG_ARTIFACT_DIR: str(step.final),
+    tags = {TAG_STAGE: name, TAG_FINGERPRINT: step.fingerprint, **step.store.run_tags(step.final),
             **tracking.process_tags("stage")}
     # Not a `with` block: MLflow's context manager would end the run FAILED on Ctrl-C; run_pipeline
     # ends every active run with the right status (FAILED or KILLED) when a stage raises.
@@ -212,7 +180,7 @@ def execute_stage(step: Planned, index: int, total: int, config: Config, options
     tracking.log_params(flatten_sections(config, step.stage.sections))
     if step.cached is None:
         with _stage_lock(step.final):
-            sealed = None if options.no_cache or options.from_stage else _sealed_meanwhile(step)
+            sealed = None if options.no_cache or options.from_stage else step.store.sealed(step.final)
             if sealed is not None:  # another process finished it while we waited for the lock
                 step.cached, step.cached_run_id = sealed, sealed.producer_run_id
             else:
@@ -220,7 +188,8 @@ def execute_stage(step: Planned, index: int, total: int, config: Config, options
                     done[name] = _run_stage(step, config, options, done, run.info.run_id)
     if step.cached is not None:
         done[name] = step.cached
-        mlflow.set_tags({TAG_CACHED: "true", TAG_CACHED_FROM: step.cached_run_id or ""})
+        mlflow.set_tags({TAG_CACHED: "true", TAG_CACHED_FROM: step.cached_run_id or "",
+                         **step.store.run_tags(step.final, step.cached)})
         _copy_metrics(client, step.cached_run_id, run.info.run_id)
     else:
         mlflow.set_tag(TAG_CACHED, "false")

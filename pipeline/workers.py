@@ -13,7 +13,7 @@ from pipeline import artifacts, console, tracking
 from pipeline.config import Config, ConfigError, parse_address
 from pipeline.names import STAGES, TAG_FINGERPRINT, TAG_STAGE, TAG_TUNE_CHIEF
 from pipeline.quiet import import_tensorflow_quietly
-from pipeline.runner import EXIT_FAILED, EXIT_OK, Options, _sealed_meanwhile, plan
+from pipeline.runner import EXIT_FAILED, EXIT_OK, Options, plan
 
 
 def run_worker(config: Config, options: Options) -> int:
@@ -31,7 +31,8 @@ def run_worker(config: Config, options: Options) -> int:
     console.info(f"worker {options.tuner_id}: waiting for the chief's search (tune fingerprint "
                  f"{steps['tune'].fingerprint})")
     while True:
-        transform = _sealed_meanwhile(steps["preprocess"])
+        preprocess = steps["preprocess"]
+        transform = preprocess.store.get("preprocess", preprocess.fingerprint)
         chiefs = client.search_runs(
             [experiment_id], filter_string=(f"tags.`{TAG_FINGERPRINT}` = '{steps['tune'].fingerprint}' and "
                                             f"tags.`{TAG_STAGE}` = 'tune' and attributes.status = 'RUNNING'"))
@@ -90,12 +91,12 @@ def run_train_worker(config: Config, options: Options, cluster) -> int:
     strategy = distribute.join(cluster)
     try:
         distribute.rendezvous(strategy)
-        inputs = {name: _sealed_meanwhile(steps[name]) for name in ("preprocess", "tune")}
+        inputs = {name: steps[name].store.get(name, steps[name].fingerprint) for name in ("preprocess", "tune")}
         for name, artifact in inputs.items():
             if artifact is None:
                 raise FileNotFoundError(f"the chief's {name} artifact is not at {steps[name].final}: every task needs "
-                                        "the chief's store (PIPELINE_STORE_DIR on a filesystem they share) and the "
-                                        "chief's command, config and code")
+                                        "the chief's store (tracking.artifact_store = \"mlflow\", or PIPELINE_STORE_DIR "
+                                        "on a filesystem they share) and the chief's command, config and code")
         result = train.follow(inputs["preprocess"], inputs["tune"], config, verbose=options.verbose)
     except Exception as exc:  # one line here; the chief's output says the rest
         first_line = (str(exc).strip().splitlines() or [""])[0]
