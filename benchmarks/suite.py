@@ -37,7 +37,7 @@ class Settings:
     fashion_examples: int = 0  # data.max_examples of the fashion_mnist run (0 = every example)
     fashion_epochs: int = 8  # train.epochs of the fashion_mnist run and of the training benchmark
     slice_examples: int = 0  # fashion_mnist train examples the input-pipeline and tracking benchmarks read (0 = all)
-    digits_pairs: int = 10  # logged/unlogged fit pairs on digits
+    digits_pairs: int = 20  # logged/unlogged fit pairs on digits (a fit is about a second: its ratio is noisy, so many)
     digits_epochs_per_fit: int = 20  # epochs of each of those fits (a digits epoch takes about 0.1 s)
     profile: Path | None = None  # also cProfile one extra (unmeasured) train stage run into this file
 
