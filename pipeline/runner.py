@@ -130,7 +130,7 @@ def preflight(config: Config, steps: list[Planned], verbose: int = 1) -> None:
     from components import ingest
 
     source = ingest.resolve_builder(config.data)
-    ingest.ensure_prepared(source, config.data)
+    ingest.ensure_prepared(source, config.data, config.beam)
     ingest.check_selection(source, config.data)
 
 
