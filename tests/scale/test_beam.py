@@ -172,6 +172,21 @@ def test_asking_for_beam_without_it_installed_names_the_install_command(monkeypa
         beam_statistics.pipeline_options(Beam())
 
 
+def test_the_default_path_never_imports_beam():
+    """The README's commands run without Beam installed: no stage module imports it until a runner is asked for."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "sys.modules['apache_beam'] = None  # as if not installed: importing it raises\n"
+            "from pipeline.config import load_config\n"
+            "import pipeline.runner, pipeline.stages, components.ingest, components.validate, components.preprocess\n"
+            "import components.beam_statistics\n"
+            "assert load_config(None).beam.runner == 'none'\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_beam_settings_are_checked_when_the_config_loads():
     from pipeline.config import ConfigError
 
