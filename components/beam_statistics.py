@@ -6,7 +6,7 @@ threads, or in worker processes); any other value is handed to Beam as `--runner
 SparkRunner, DataflowRunner, PortableRunner), with `[beam] options` passed through as pipeline
 options. Apache Beam is imported only here, and only when a Beam runner is asked for.
 
-The pipeline wraps validate's own `SplitAccumulator` in a `beam.CombineFn`; nothing is computed
+The pipeline wraps the in-process pass's own `SplitAccumulator` (components/split_statistics.py) in a `beam.CombineFn`; nothing is computed
 twice. Each split is cut into PARTS disjoint parts (whole shards, or every n-th batch of records
 of a shard), each part is combined on whichever worker reads it, and the parts of a split are then
 merged in part order. The quantile reservoirs draw random numbers when they merge, so a merge
@@ -31,7 +31,7 @@ from typing import Any, Iterator, Protocol, Sequence
 
 from components import examples as ex
 from components import records
-from components.validate import SplitAccumulator, split_accumulator, summarize
+from components.split_statistics import SplitAccumulator, split_accumulator, summarize
 from pipeline.artifacts import Artifact
 from pipeline.config_rules import require_beam
 from pipeline.names import SPLITS
@@ -134,7 +134,7 @@ def _read(part: Part, columns: tuple[records.Column, ...]) -> Iterator[tuple[tup
 
 
 def _combine_fn(spec: dict[str, Any], vocabulary: frozenset[str] | None):
-    """validate's SplitAccumulator as a beam.CombineFn (a factory, so Beam is imported only when used)."""
+    """The split accumulator as a beam.CombineFn (a factory, so Beam is imported only when used)."""
     import apache_beam as beam
 
     class SplitStatisticsFn(beam.CombineFn):

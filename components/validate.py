@@ -3,7 +3,7 @@
 What TFX's StatisticsGen, SchemaGen and ExampleValidator do, for every kind of
 feature the pipeline reads (images, text, numeric vectors and sequences, tabular
 columns). Each split is read once, batch by batch, into mergeable accumulators
-(components/statistics.py), so memory does not grow with the split. Anomalies
+(components/split_statistics.py), so memory does not grow with the split. Anomalies
 have a severity: any "error" fails the stage after the report is written and
 logged, so the user sees exactly what is wrong before a model is trained on it.
 """
@@ -11,14 +11,13 @@ logged, so the user sees exactly what is wrong before a model is trained on it.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from components import examples as ex
-from components.statistics import CategoryStats, NumericStats, TextStats
+from components.split_statistics import split_accumulator, summarize
 from components.properties import StatisticsProperties
 from pipeline.artifacts import Artifact, write_json
 from pipeline.config import BeamConfig, DataConfig
@@ -32,92 +31,12 @@ class ValidationFailed(RuntimeError):
     """The data violate the schema; the message lists the error anomalies."""
 
 
-def _feature_accumulators(spec: dict[str, Any], train_vocabulary: frozenset[str] | None, split: str) -> dict[str, Any]:
-    """One accumulator per feature column: text, numeric, or (tabular) categorical."""
-    accumulators: dict[str, Any] = {}
-    for column in ex.feature_columns(spec):
-        if spec["kind"] == "text":
-            accumulators[column.name] = TextStats(vocabulary=Counter() if split == "train" else None,
-                                                  known=train_vocabulary)
-        elif spec["tabular"].get(column.name.removeprefix(ex.TABULAR_PREFIX), "numeric") != "numeric":
-            accumulators[column.name] = CategoryStats()
-        else:
-            accumulators[column.name] = NumericStats()
-    return accumulators
-
-
-@dataclass
-class SplitAccumulator:
-    """Everything one split's statistics are made of: per-column accumulators, the label's, the count.
-
-    Batches go in with `update`; accumulators of parts of a split combine with `merge`, which is what
-    lets the Beam pipeline (components/beam_statistics.py) summarise a split across workers.
-    """
-
-    features: dict[str, Any]
-    label: CategoryStats | None
-    label_moments: NumericStats = field(default_factory=NumericStats)
-    count: int = 0
-
-    def update(self, batch: dict[str, np.ndarray]) -> None:
-        self.count += len(batch[ex.LABEL])
-        for name, accumulator in self.features.items():
-            accumulator.update(batch[name])
-        self.label_moments.update(batch[ex.LABEL])
-        if self.label is not None:
-            self.label.update(batch[ex.LABEL])
-
-    def merge(self, other: "SplitAccumulator") -> None:
-        self.count += other.count
-        for name, accumulator in self.features.items():
-            accumulator.merge(other.features[name])
-        self.label_moments.merge(other.label_moments)
-        if self.label is not None:
-            self.label.merge(other.label)
-
-
-def split_accumulator(spec: dict[str, Any], split: str, train_vocabulary: frozenset[str] | None) -> SplitAccumulator:
-    """An empty accumulator for one split of the examples `spec` describes."""
-    return SplitAccumulator(_feature_accumulators(spec, train_vocabulary, split),
-                            CategoryStats() if spec["task"] == "classification" else None)
-
-
 def _split_statistics(examples: Artifact, spec: dict[str, Any], split: str,
                       train_vocabulary: frozenset[str] | None) -> tuple[dict[str, Any], frozenset[str] | None]:
     accumulator = split_accumulator(spec, split, train_vocabulary)
     for batch in ex.iterate(examples, split):
         accumulator.update(batch)
     return summarize(accumulator, spec, split)
-
-
-def summarize(accumulator: SplitAccumulator, spec: dict[str, Any],
-              split: str) -> tuple[dict[str, Any], frozenset[str] | None]:
-    """A split's statistics from its accumulator, and (text, train only) the vocabulary other splits' OOV uses."""
-    features, label, count = accumulator.features, accumulator.label, accumulator.count
-    vocabulary = None
-    if spec["kind"] == "tabular":
-        feature = {"shape": spec["shape"], "dtype": "dict",
-                   "columns": {name.removeprefix(ex.TABULAR_PREFIX): acc.summary() for name, acc in features.items()}}
-        numeric = [c for c in feature["columns"].values() if "nan_count" in c]
-        feature["nan_count"] = sum(c["nan_count"] for c in numeric)
-    else:
-        column = features[ex.FEATURE]
-        feature = {"shape": spec["shape"], "dtype": spec["dtype"], **column.summary()}
-        if spec["kind"] == "text" and split == "train":
-            vocabulary = frozenset(column.vocabulary)
-    moments = accumulator.label_moments.summary()
-    label_stats: dict[str, Any] = {"dtype": "int64" if label is not None else "float32",
-                                   "min": moments["min"], "max": moments["max"]}
-    if label is not None:
-        shares = np.zeros(spec["num_classes"])
-        for value, n in label.counts.items():
-            if 0 <= value < spec["num_classes"]:
-                shares[int(value)] = n
-        label_stats["distribution"] = (shares / max(count, 1)).tolist()
-    else:
-        label_stats.update({"mean": moments["mean"], "std": moments["std"], "quantiles": moments["quantiles"],
-                            "distribution": []})
-    return {"count": count, "feature": feature, "label": label_stats}, vocabulary
 
 
 def compute_statistics(examples: Artifact, spec: dict[str, Any]) -> dict[str, Any]:
