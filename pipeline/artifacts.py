@@ -76,7 +76,11 @@ def seal(work_dir: Path, final: Path, artifact: Artifact,
     tmp.write_text(json.dumps(asdict(sealed), indent=2, sort_keys=True, default=str))
     os.replace(tmp, manifest)
     if publish is not None:
-        publish(work_dir, sealed)
+        try:
+            publish(work_dir, sealed)
+        except BaseException:
+            manifest.unlink(missing_ok=True)  # a manifest stands only in a finished artifact
+            raise
     move_into_place(work_dir, final)
     return sealed
 

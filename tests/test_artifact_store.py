@@ -134,7 +134,8 @@ def test_a_failed_upload_seals_nothing_and_leaves_the_work_for_a_retry(client, t
     with pytest.raises(ConnectionError):
         _produce(client, store)
     final = store.final("validate", FINGERPRINT)
-    assert not final.exists() and (artifacts.partial_dir(final) / "statistics.json").is_file()
+    work = artifacts.partial_dir(final)
+    assert not final.exists() and (work / "statistics.json").is_file() and not (work / MANIFEST).exists()
     assert store.sealed(final) is None
 
 
