@@ -2,8 +2,8 @@
 
 Images get a `Normalization` from validate's train statistics (one mean and
 variance over all pixels: constant border pixels would get a zero variance per
-pixel); numeric vectors and sequences a per-feature `Normalization` adapted on
-the train stream; text a `TextVectorization` adapted on the train stream
+pixel); numeric vectors and sequences a per-channel `Normalization` from the
+train statistics' channel moments; text a `TextVectorization` adapted on the train stream
 (vocabulary and sequence length from [data]); tabular dicts a
 `keras.utils.FeatureSpace` (normalised numbers, integer and string lookups,
 optional hashed crosses) adapted on the train stream. The layers are saved as
@@ -66,13 +66,13 @@ def build_transform(examples: Artifact, spec: dict[str, Any], statistics: dict[s
         inputs = keras.Input(shape=(), dtype="string", name="raw_inputs")
     else:
         inputs = keras.Input(shape=tuple(spec["shape"]), dtype="float32", name="raw_inputs")
+        train = statistics["train"]["feature"]
         if kind == "image":
-            train = statistics["train"]["feature"]
             layer = keras.layers.Normalization(axis=None, mean=train["mean"], variance=train["std"] ** 2,
                                                name="normalization")
         else:
-            layer = keras.layers.Normalization(axis=-1, name="normalization")
-            layer.adapt(_train_stream(examples, spec).map(lambda x: keras.ops.cast(x, "float32")))
+            layer = keras.layers.Normalization(axis=-1, mean=train["channel_mean"],
+                                               variance=train["channel_variance"], name="normalization")
     return keras.Model(inputs, layer(inputs), name="transform")
 
 

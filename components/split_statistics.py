@@ -3,7 +3,9 @@
 What validate's full pass is made of, in a module of its own because two engines share it: the
 in-process pass (components/validate.py) and the Beam pipeline (components/beam_statistics.py).
 Batches go into a `SplitAccumulator` with `update`; accumulators of parts of a split combine with
-`merge`; `summarize` turns the result into the split's statistics.
+`merge`; `summarize` turns the result into the split's statistics. The train split also carries the
+analyzer preprocess builds its layer from (per-channel moments of vectors and sequences), so that
+layer needs no second pass over train.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from components import examples as ex
-from components.statistics import CategoryStats, NumericStats, TextStats
+from components.statistics import CategoryStats, ChannelMoments, NumericStats, TextStats
 
 
 def _feature_accumulators(spec: dict[str, Any], train_vocabulary: frozenset[str] | None, split: str) -> dict[str, Any]:
@@ -32,6 +34,13 @@ def _feature_accumulators(spec: dict[str, Any], train_vocabulary: frozenset[str]
     return accumulators
 
 
+def _analyzer(spec: dict[str, Any], split: str) -> ChannelMoments | None:
+    """What preprocess needs of the train split besides the statistics (images use the feature's own moments)."""
+    if split != "train":
+        return None
+    return ChannelMoments() if spec["kind"] in ("vector", "sequence") else None
+
+
 @dataclass
 class SplitAccumulator:
     """Everything one split's statistics are made of: per-column accumulators, the label's, the count."""
@@ -40,11 +49,14 @@ class SplitAccumulator:
     label: CategoryStats | None
     label_moments: NumericStats = field(default_factory=NumericStats)
     count: int = 0
+    analyzer: ChannelMoments | None = None  # train only: see _analyzer
 
     def update(self, batch: dict[str, np.ndarray]) -> None:
         self.count += len(batch[ex.LABEL])
         for name, accumulator in self.features.items():
             accumulator.update(batch[name])
+        if self.analyzer is not None:
+            self.analyzer.update(batch[ex.FEATURE])
         self.label_moments.update(batch[ex.LABEL])
         if self.label is not None:
             self.label.update(batch[ex.LABEL])
@@ -53,6 +65,8 @@ class SplitAccumulator:
         self.count += other.count
         for name, accumulator in self.features.items():
             accumulator.merge(other.features[name])
+        if self.analyzer is not None:
+            self.analyzer.merge(other.analyzer)
         self.label_moments.merge(other.label_moments)
         if self.label is not None:
             self.label.merge(other.label)
@@ -61,7 +75,8 @@ class SplitAccumulator:
 def split_accumulator(spec: dict[str, Any], split: str, train_vocabulary: frozenset[str] | None) -> SplitAccumulator:
     """An empty accumulator for one split of the examples `spec` describes."""
     return SplitAccumulator(_feature_accumulators(spec, train_vocabulary, split),
-                            CategoryStats() if spec["task"] == "classification" else None)
+                            CategoryStats() if spec["task"] == "classification" else None,
+                            analyzer=_analyzer(spec, split))
 
 
 def summarize(accumulator: SplitAccumulator, spec: dict[str, Any],
@@ -79,6 +94,8 @@ def summarize(accumulator: SplitAccumulator, spec: dict[str, Any],
         feature = {"shape": spec["shape"], "dtype": spec["dtype"], **column.summary()}
         if spec["kind"] == "text" and split == "train":
             vocabulary = frozenset(column.vocabulary)
+        if accumulator.analyzer is not None:
+            feature.update(accumulator.analyzer.summary())
     moments = accumulator.label_moments.summary()
     label_stats: dict[str, Any] = {"dtype": "int64" if label is not None else "float32",
                                    "min": moments["min"], "max": moments["max"]}

@@ -4,6 +4,9 @@ Each accumulator takes batches (`update`) and combines with another of its kind 
 split can be summarised batch by batch in one process or shard by shard by parallel workers, in
 memory that does not grow with the split: moments by Chan et al.'s parallel update, value counts,
 and a fixed-size uniform reservoir for quantiles.
+
+`ChannelMoments` is the train split's analyzer for preprocess (what a per-channel `Normalization`
+adapts to), so that layer is built from the statistics, without a second pass over train.
 """
 
 from __future__ import annotations
@@ -75,6 +78,46 @@ class Moments:
             "zeros_share": self.zeros / self.values if self.values else 0.0,
             "nan_count": self.nans,
         }
+
+
+@dataclass
+class ChannelMoments:
+    """Count, mean and squared deviations of each channel (last axis) of a vector or sequence feature.
+
+    What `Normalization(axis=-1).adapt` computes: each channel over every example and time step.
+    Chan et al.'s parallel update per channel, in float64, so parts of a split merge in any order.
+    """
+
+    count: int = 0
+    mean: np.ndarray | None = None  # per channel; None until the first batch gives the channel count
+    m2: np.ndarray | None = None  # per channel: sum of squared deviations from the mean
+
+    def update(self, batch: np.ndarray) -> None:
+        values = np.asarray(batch, dtype=np.float64)
+        values = values.reshape(-1, values.shape[-1])
+        if values.shape[0]:
+            mean = values.mean(axis=0)
+            self._combine(values.shape[0], mean, ((values - mean) ** 2).sum(axis=0))
+
+    def merge(self, other: "ChannelMoments") -> None:
+        if other.count:
+            self._combine(other.count, other.mean, other.m2)
+
+    def _combine(self, count: int, mean: np.ndarray, m2: np.ndarray) -> None:
+        if self.count == 0:
+            self.count, self.mean, self.m2 = count, mean.copy(), m2.copy()
+            return
+        total = self.count + count
+        delta = mean - self.mean
+        self.mean = self.mean + delta * count / total
+        self.m2 = self.m2 + m2 + delta**2 * self.count * count / total
+        self.count = total
+
+    def summary(self) -> dict[str, Any]:
+        """Per-channel mean and (population, as adapt computes it) variance; empty lists for an empty split."""
+        if not self.count:
+            return {"channel_mean": [], "channel_variance": []}
+        return {"channel_mean": self.mean.tolist(), "channel_variance": (self.m2 / self.count).tolist()}
 
 
 @dataclass

@@ -6,7 +6,9 @@ validate's statistics are then computed in this process and by a Beam pipeline: 
 
 - counts, min, max, zero shares, NaN counts, label distributions, text lengths, vocabulary sizes
   and OOV rates: exactly (they are sums and extremes of integers);
-- means and standard deviations: to a relative 1e-9 (the same values summed in another order);
+- means and standard deviations, and the train split's per-channel means and variances of vectors and
+  sequences (what preprocess builds its Normalization from): to a relative 1e-9 (the same values
+  summed in another order);
 - quantiles: Beam and the in-process pass keep different uniform samples (RESERVOIR values) of
   the same data, so each must lie within QUANTILE_RANK_TOLERANCE in rank of the exact quantile of
   all the values; the bound is about five standard errors of a sample quantile at the median
@@ -105,6 +107,9 @@ def _assert_same(expected: dict, found: dict, what: str) -> None:
     for key in ("mean", "std"):
         if key in feature:
             assert beam[key] == pytest.approx(feature[key], rel=1e-9), f"{what}: {key}"
+    for key in ("channel_mean", "channel_variance"):
+        if key in feature:
+            np.testing.assert_allclose(beam[key], feature[key], rtol=1e-9, err_msg=f"{what}: {key}")
 
 
 def test_image_statistics_on_beam_equal_the_in_process_pass(fashion):
@@ -132,6 +137,26 @@ def test_text_statistics_on_beam_equal_the_in_process_pass(clinc):
     beam = beam_statistics.compute_statistics(clinc, spec, Beam())
     assert beam["train"]["feature"]["vocabulary_size"] > 100
     assert beam["validation"]["feature"]["oov_rate"] > 0
+    for split in SPLITS:
+        _assert_same(in_process[split], beam[split], split)
+
+
+@pytest.fixture(scope="module")
+def sequences(tmp_path_factory) -> Artifact:
+    """fashion_mnist slices stored as 28-step sequences of 28 channels (tests/test_preprocess_analyzers.py)."""
+    from tests.test_preprocess_analyzers import ingest, numeric_data, numeric_fashion_dir
+
+    directory = numeric_fashion_dir(tmp_path_factory.mktemp("numeric-tfds"))
+    return ingest(tmp_path_factory.mktemp("sequences"), numeric_data(directory, "rows"))
+
+
+def test_sequence_channel_moments_on_beam_equal_the_in_process_pass(sequences):
+    spec = examples.spec(sequences)
+    assert spec["kind"] == "sequence"
+    in_process = validate.compute_statistics(sequences, spec)
+    beam = beam_statistics.compute_statistics(sequences, spec, Beam(direct_num_workers=2,
+                                                                    direct_running_mode="multi_processing"))
+    assert len(beam["train"]["feature"]["channel_variance"]) == 28
     for split in SPLITS:
         _assert_same(in_process[split], beam[split], split)
 
