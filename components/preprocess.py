@@ -3,8 +3,8 @@
 Images get a `Normalization` from validate's train statistics (one mean and
 variance over all pixels: constant border pixels would get a zero variance per
 pixel); numeric vectors and sequences a per-channel `Normalization` from the
-train statistics' channel moments; text a `TextVectorization` adapted on the train stream
-(vocabulary and sequence length from [data]); tabular dicts a
+train statistics' channel moments; text a `TextVectorization` whose vocabulary is
+the train statistics' token ranking, cut to [data] vocab_size (sequence length from [data]); tabular dicts a
 `keras.utils.FeatureSpace` (normalised numbers, integer and string lookups,
 optional hashed crosses) adapted on the train stream. The layers are saved as
 `transform.keras`, a model from raw inputs to what the core model trains on, so
@@ -23,6 +23,7 @@ import numpy as np
 from components import examples as ex
 from components import records
 from components.records import Column, ShardWriter
+from components.statistics import KERAS_RESERVED
 from components.properties import TransformProperties
 from pipeline.artifacts import Artifact, read_json
 from pipeline.config import DataConfig
@@ -60,9 +61,11 @@ def build_transform(examples: Artifact, spec: dict[str, Any], statistics: dict[s
         space.adapt(_train_stream(examples, spec))
         return keras.Model(space.get_inputs(), space.get_encoded_features(), name="transform")
     if kind == "text":
+        # The train vocabulary ranked as adapt() ranks it; the layer keeps its mask and OOV tokens in front.
+        learned = statistics["train"]["feature"]["vocabulary"][:config.vocab_size - len(KERAS_RESERVED)]
         layer = keras.layers.TextVectorization(max_tokens=config.vocab_size, output_sequence_length=config.sequence_length,
-                                               standardize="lower_and_strip_punctuation", name="text_vectorization")
-        layer.adapt(_train_stream(examples, spec))
+                                               standardize="lower_and_strip_punctuation", vocabulary=learned,
+                                               name="text_vectorization")
         inputs = keras.Input(shape=(), dtype="string", name="raw_inputs")
     else:
         inputs = keras.Input(shape=tuple(spec["shape"]), dtype="float32", name="raw_inputs")

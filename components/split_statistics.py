@@ -4,8 +4,8 @@ What validate's full pass is made of, in a module of its own because two engines
 in-process pass (components/validate.py) and the Beam pipeline (components/beam_statistics.py).
 Batches go into a `SplitAccumulator` with `update`; accumulators of parts of a split combine with
 `merge`; `summarize` turns the result into the split's statistics. The train split also carries the
-analyzer preprocess builds its layer from (per-channel moments of vectors and sequences), so that
-layer needs no second pass over train.
+analyzer preprocess builds its layer from (per-channel moments of vectors and sequences, the token
+counts of text), so that layer needs no second pass over train.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from components import examples as ex
-from components.statistics import CategoryStats, ChannelMoments, NumericStats, TextStats
+from components.statistics import CategoryStats, ChannelMoments, KerasTokenCounts, NumericStats, TextStats
 
 
 def _feature_accumulators(spec: dict[str, Any], train_vocabulary: frozenset[str] | None, split: str) -> dict[str, Any]:
@@ -34,11 +34,13 @@ def _feature_accumulators(spec: dict[str, Any], train_vocabulary: frozenset[str]
     return accumulators
 
 
-def _analyzer(spec: dict[str, Any], split: str) -> ChannelMoments | None:
+def _analyzer(spec: dict[str, Any], split: str) -> ChannelMoments | KerasTokenCounts | None:
     """What preprocess needs of the train split besides the statistics (images use the feature's own moments)."""
     if split != "train":
         return None
-    return ChannelMoments() if spec["kind"] in ("vector", "sequence") else None
+    if spec["kind"] in ("vector", "sequence"):
+        return ChannelMoments()
+    return KerasTokenCounts() if spec["kind"] == "text" else None
 
 
 @dataclass
@@ -49,7 +51,7 @@ class SplitAccumulator:
     label: CategoryStats | None
     label_moments: NumericStats = field(default_factory=NumericStats)
     count: int = 0
-    analyzer: ChannelMoments | None = None  # train only: see _analyzer
+    analyzer: ChannelMoments | KerasTokenCounts | None = None  # train only: see _analyzer
 
     def update(self, batch: dict[str, np.ndarray]) -> None:
         self.count += len(batch[ex.LABEL])

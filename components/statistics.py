@@ -5,13 +5,15 @@ split can be summarised batch by batch in one process or shard by shard by paral
 memory that does not grow with the split: moments by Chan et al.'s parallel update, value counts,
 and a fixed-size uniform reservoir for quantiles.
 
-`ChannelMoments` is the train split's analyzer for preprocess (what a per-channel `Normalization`
-adapts to), so that layer is built from the statistics, without a second pass over train.
+Two of them are the train split's analyzers for preprocess: `ChannelMoments` (what a per-channel
+`Normalization` adapts to) and `KerasTokenCounts` (the vocabulary a `TextVectorization` adapts to),
+so the preprocessing layers are built from the statistics, without a second pass over train.
 """
 
 from __future__ import annotations
 
 import re
+import string
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,11 +23,26 @@ import numpy as np
 _TOKEN_RE = re.compile(r"[a-z0-9']+")
 RESERVOIR = 20_000  # values kept per feature for quantiles: error about 1/sqrt(RESERVOIR) in rank
 QUANTILES = (0.01, 0.5, 0.99)
+# TextVectorization's "lower_and_strip_punctuation": it lower-cases ASCII letters only (tf.strings.lower),
+# deletes these 32 ASCII characters (its regex's class is exactly string.punctuation), then splits on
+# runs of ASCII whitespace (tf.strings.split); bytes.lower, bytes.translate and bytes.split do the same.
+_KERAS_PUNCTUATION = string.punctuation.encode("ascii")
+KERAS_RESERVED = ("", "[UNK]")  # TextVectorization's mask and OOV tokens: never in a learned vocabulary
 
 
 def tokenize(text: str) -> list[str]:
     """The whitespace-and-punctuation split the text statistics use (lower-cased)."""
     return _TOKEN_RE.findall(text.lower())
+
+
+def keras_tokens(text: str) -> list[str]:
+    """The tokens TextVectorization(standardize="lower_and_strip_punctuation") makes of `text`.
+
+    Not `tokenize`: that split feeds the report's lengths and OOV rates, which must stay as they are;
+    this one must match what the preprocessing layer will see, byte for byte.
+    """
+    standardized = text.encode("utf-8").lower().translate(None, _KERAS_PUNCTUATION)
+    return [token.decode("utf-8") for token in standardized.split()]
 
 
 @dataclass
@@ -118,6 +135,27 @@ class ChannelMoments:
         if not self.count:
             return {"channel_mean": [], "channel_variance": []}
         return {"channel_mean": self.mean.tolist(), "channel_variance": (self.m2 / self.count).tolist()}
+
+
+@dataclass
+class KerasTokenCounts:
+    """How often each token (as TextVectorization splits text) occurs: the train vocabulary, mergeable."""
+
+    counts: Counter = field(default_factory=Counter)
+
+    def update(self, batch: np.ndarray) -> None:
+        for text in np.asarray(batch).reshape(-1):
+            self.counts.update(keras_tokens(text.decode("utf-8") if isinstance(text, bytes) else str(text)))
+
+    def merge(self, other: "KerasTokenCounts") -> None:
+        self.counts.update(other.counts)
+
+    def summary(self) -> dict[str, Any]:
+        """Every token in the order TextVectorization's adapt ranks them: by count, then by token, both
+        descending (its lexsort on (token bytes, count), reversed; UTF-8 byte order is code-point order)."""
+        ranked = sorted(((count, token) for token, count in self.counts.items() if token not in KERAS_RESERVED),
+                        reverse=True)
+        return {"vocabulary": [token for _, token in ranked]}
 
 
 @dataclass

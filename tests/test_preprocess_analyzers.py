@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components import examples, preprocess, validate
-from pipeline.artifacts import Artifact
+from components import examples, preprocess, records, validate
+from pipeline.artifacts import Artifact, write_json
 from pipeline.config import DataConfig, load_config
+from pipeline.names import SPLITS, STATISTICS_FILE
 from tests.conftest import ROOT
 
 SHARED_TFDS = Path(os.environ.get("TFDS_DATA_DIR") or ROOT.parent / "shared" / "tfds")
@@ -114,3 +115,80 @@ def test_normalization_from_the_statistics_equals_adapt_on_the_train_split(numer
     assert not np.allclose(other_mean, expected_mean, rtol=1e-3)
     batch = next(examples.iterate(artifact, "validation", batch_size=64))[examples.FEATURE]
     np.testing.assert_allclose(transform(batch), adapted(batch), rtol=1e-5, atol=1e-5)
+
+
+# -- text: the vocabulary ------------------------------------------------------------------------------------------
+
+CLINC_SLICE = 3000  # train utterances: about 2,600 distinct tokens, most of them tied at counts 1 and 2
+
+
+@pytest.fixture(scope="module")
+def clinc(tmp_path_factory) -> tuple[Artifact, DataConfig]:
+    data = replace(load_config(ROOT / "pipeline" / "configs" / "clinc_oos.toml").data, data_dir=str(SHARED_TFDS),
+                   max_examples=CLINC_SLICE)
+    return ingest(tmp_path_factory.mktemp("clinc"), data), data
+
+
+def _adapted_vectorization(artifact: Artifact, spec: dict, data: DataConfig):
+    """TextVectorization as preprocess configures it, adapted on the raw train stream."""
+    import keras
+
+    layer = keras.layers.TextVectorization(max_tokens=data.vocab_size, output_sequence_length=data.sequence_length,
+                                           standardize="lower_and_strip_punctuation")
+    layer.adapt(preprocess._train_stream(artifact, spec))
+    return layer
+
+
+def test_token_counts_split_text_as_text_vectorization_does():
+    """Non-ASCII capitals stay (TensorFlow lower-cases ASCII only), punctuation goes even inside words, and
+    only ASCII whitespace splits (\\v does, \\x1c and a no-break space do not)."""
+    import keras
+
+    from components.statistics import KerasTokenCounts
+
+    texts = np.array(["Ärger ärger DON'T don't", "a\x0bb a\x1cb c\u00a0d e\u2003f", "x-ray x.ray [UNK] [unk] ",
+                      "naïve NAÏVE café, Café! 3.14 3,14", "  ", "tie tie b a a b Z z"], dtype=object)
+    counts = KerasTokenCounts()
+    counts.update(texts[:3])
+    rest = KerasTokenCounts()
+    rest.update(texts[3:])
+    counts.merge(rest)
+    layer = keras.layers.TextVectorization(standardize="lower_and_strip_punctuation")
+    layer.adapt(texts)
+    assert ["", "[UNK]", *counts.summary()["vocabulary"]] == layer.get_vocabulary()
+    assert {"Ärger", "ärger", "a\x1cb", "c\u00a0d", "xray", "unk"} <= set(counts.counts)
+
+
+@pytest.mark.parametrize("vocab_size", [400, 100_000])
+def test_the_vocabulary_from_the_statistics_is_adapts_and_the_shards_are_the_same(clinc, tmp_path, vocab_size):
+    """A cut inside the ties (400) and the whole vocabulary (100,000): same tokens in the same order, and
+    every transformed split written by preprocess equals the adapted layer applied to the raw split."""
+    import mlflow
+
+    artifact, data = clinc
+    data = replace(data, vocab_size=vocab_size)
+    spec = examples.spec(artifact)
+    statistics = validate.compute_statistics(artifact, spec)
+    adapted = _adapted_vectorization(artifact, spec, data)
+    expected = adapted.get_vocabulary()
+    assert len(statistics["train"]["feature"]["vocabulary"]) > 2000
+    assert len(expected) == min(vocab_size, len(statistics["train"]["feature"]["vocabulary"]) + 2)
+    built = preprocess.build_transform(artifact, spec, statistics, data).get_layer("text_vectorization")
+    assert built.get_vocabulary() == expected
+
+    statistics_artifact = tmp_path / "statistics"
+    statistics_artifact.mkdir()
+    write_json(statistics_artifact / STATISTICS_FILE, statistics)
+    out = tmp_path / "transform"
+    out.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+        with mlflow.start_run():
+            written = preprocess.run(artifact, Artifact("Statistics", str(statistics_artifact), "test", "test"),
+                                     data, out)
+    columns = records.columns_from(written.columns)
+    for split in SPLITS:
+        shards = records.iterate([out / name for name in written.shards[split]], columns, block=written.block)
+        found = np.concatenate([batch[examples.FEATURE] for batch in shards])
+        raw = np.concatenate([batch[examples.FEATURE] for batch in examples.iterate(artifact, split)])
+        np.testing.assert_array_equal(found, np.asarray(adapted(raw)))

@@ -4,8 +4,9 @@ Ingest writes a small slice of fashion_mnist (images) and of clinc_oos (text) as
 validate's statistics are then computed in this process and by a Beam pipeline: in one process
 (in_memory) and in two worker processes (multi_processing). What must agree, and how closely:
 
-- counts, min, max, zero shares, NaN counts, label distributions, text lengths, vocabulary sizes
-  and OOV rates: exactly (they are sums and extremes of integers);
+- counts, min, max, zero shares, NaN counts, label distributions, text lengths, vocabulary sizes,
+  OOV rates and the train vocabulary preprocess builds its TextVectorization from (tokens and their
+  order): exactly (they are sums and extremes of integers);
 - means and standard deviations, and the train split's per-channel means and variances of vectors and
   sequences (what preprocess builds its Normalization from): to a relative 1e-9 (the same values
   summed in another order);
@@ -39,7 +40,8 @@ CONFIGS = ROOT / "pipeline" / "configs"
 SLICE = 600  # examples per split: 470,400 pixels, far more than a quantile reservoir holds
 QUANTILE_RANK_TOLERANCE = 5 * math.sqrt(0.25 / RESERVOIR)
 EXACT_FEATURE_KEYS = ("shape", "dtype", "min", "max", "zeros_share", "nan_count", "length_min", "length_mean",
-                      "length_p50", "length_p95", "length_max", "empty_count", "vocabulary_size", "oov_rate")
+                      "length_p50", "length_p95", "length_max", "empty_count", "vocabulary_size", "oov_rate",
+                      "vocabulary")
 
 
 @dataclass(frozen=True)
@@ -130,13 +132,15 @@ def test_image_statistics_on_beam_equal_the_in_process_pass(fashion):
 
 
 def test_text_statistics_on_beam_equal_the_in_process_pass(clinc):
-    """Text runs two Beam pipelines (train's vocabulary first): vocabulary sizes and OOV rates must match."""
+    """Text runs two Beam pipelines (train's vocabulary first): vocabulary sizes, OOV rates and the ranked
+    train vocabulary must match."""
     spec = examples.spec(clinc)
     assert spec["kind"] == "text"
     in_process = validate.compute_statistics(clinc, spec)
     beam = beam_statistics.compute_statistics(clinc, spec, Beam())
     assert beam["train"]["feature"]["vocabulary_size"] > 100
     assert beam["validation"]["feature"]["oov_rate"] > 0
+    assert len(beam["train"]["feature"]["vocabulary"]) > 100 and "vocabulary" not in beam["test"]["feature"]
     for split in SPLITS:
         _assert_same(in_process[split], beam[split], split)
 
