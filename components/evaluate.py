@@ -20,7 +20,18 @@ from components import records
 from components.properties import EvaluationProperties
 from pipeline.artifacts import Artifact, write_json
 from pipeline.config import Config
-from pipeline.names import BLESSING_FILE, CONFUSION_JSON, CONFUSION_PNG, METRICS_FILE, MODEL_FILE, TAG_BLESSING
+from pipeline.names import (
+    ATTENTION_PNG,
+    BLESSING_FILE,
+    CONFUSION_JSON,
+    CONFUSION_PNG,
+    METRICS_FILE,
+    MODEL_FILE,
+    PER_CLASS_JSON,
+    PREDICTIONS_PNG,
+    SLICES_JSON,
+    TAG_BLESSING,
+)
 
 BATCH = 1024  # test examples per prediction step
 
@@ -169,19 +180,19 @@ def run(model_artifact: Artifact, examples: Artifact, config: Config, out: Path,
         plot_confusion_matrix(matrix, spec["class_names"], out / CONFUSION_PNG)
         per_class = [{"class": name, **{k: metrics["per_class"][k][i] for k in metrics["per_class"]}}
                      for i, name in enumerate(spec["class_names"])]
-        write_json(out / "per_class.json", per_class)
-        mlflow.log_table({k: [row[k] for row in per_class] for k in per_class[0]}, "per_class.json")
+        write_json(out / PER_CLASS_JSON, per_class)
+        mlflow.log_table({k: [row[k] for row in per_class] for k in per_class[0]}, PER_CLASS_JSON)
         mlflow.log_artifact(str(out / CONFUSION_PNG))
         mlflow.log_artifact(str(out / CONFUSION_JSON))
         if slices is not None:
             rows = slices.result()
-            write_json(out / "slices.json", rows)
-            mlflow.log_table({k: [row[k] for row in rows] for k in rows[0]}, "slices.json")
+            write_json(out / SLICES_JSON, rows)
+            mlflow.log_table({k: [row[k] for row in rows] for k in rows[0]}, SLICES_JSON)
     else:
-        figure = plot_predictions(np.asarray(scored[0].points), metrics, out / "predictions.png")
+        figure = plot_predictions(np.asarray(scored[0].points), metrics, out / PREDICTIONS_PNG)
         mlflow.log_artifact(str(figure))
     if spec["kind"] != "tabular":
-        attention = _attention_figure(model, first[:6], spec, out / "attention_weights.png")
+        attention = _attention_figure(model, first[:6], spec, out / ATTENTION_PNG)
         if attention is not None:
             mlflow.log_artifact(str(attention))
     write_json(out / METRICS_FILE, metrics)

@@ -43,6 +43,7 @@ from pipeline.names import (
     RAW_SAMPLE,
     RESOLVED_CONFIG,
     TAG_RESUMED,
+    TRAINED_HPARAMS,
     TRANSFORM_MODEL,
 )
 
@@ -209,7 +210,7 @@ def run(transform: Artifact, hyperparameters: Artifact, config: Config, out: Pat
                   "raw_max": props.raw_max, "columns": props.raw_columns, "task": task}
     write_json(out / INPUT_INFO_FILE, input_info)
     write_json(out / HISTORY_FILE, history)
-    write_json(out / "hyperparameters.json", {**model_kwargs, **train_kwargs})
+    write_json(out / TRAINED_HPARAMS, {**model_kwargs, **train_kwargs})
     curves = plot_learning_curves(history, out / LEARNING_CURVES_PNG)
     shutil.rmtree(backup, ignore_errors=True)  # the finished model supersedes the resume state
 

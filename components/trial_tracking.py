@@ -14,7 +14,7 @@ import time
 from typing import Any, Callable
 
 from pipeline import background
-from pipeline.names import TAG_ERROR, TAG_TRIAL_ID, TAG_TRIAL_STATUS, TAG_TUNER_ID
+from pipeline.names import TAG_ERROR, TAG_TRIAL_ID, TAG_TRIAL_STATUS, TAG_TUNER_ID, TRIAL_ERROR_TEXT
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def tracked(tuner_class: type, *, tags: dict[str, str], trial_parent: str | None
             mlflow.set_tag(TAG_TRIAL_STATUS, str(trial.status))
             mlflow.set_tag(TAG_ERROR, reason[-1][:5000] if reason else "")
             if trial.message:
-                mlflow.log_text(trial.message, "trial_error.txt")
+                mlflow.log_text(trial.message, TRIAL_ERROR_TEXT)
             mlflow.end_run("FAILED")
             return f"FAILED ({reason[-1][:200] if reason else 'no reason'})"
 

@@ -26,7 +26,7 @@ from components.data import evaluation_stream, training_stream, watched
 from components.properties import HyperParametersProperties, TransformProperties
 from pipeline.artifacts import Artifact, write_json
 from pipeline.config import Config
-from pipeline.names import BEST_HPARAMS, TAG_TUNE_CHIEF, TAG_TUNE_SOURCE, TRIALS_TABLE
+from pipeline.names import BEST_HPARAMS, TAG_TUNE_CHIEF, TAG_TUNE_SOURCE, TRIALS_TABLE, TUNING_PNG
 
 log = logging.getLogger(__name__)
 def _tuner_class(algorithm: str):
@@ -341,7 +341,7 @@ def run(transform: Artifact, config: Config, out: Path, *, trial_tags: dict[str,
     best_score = float(best_trial.score)
     write_json(out / BEST_HPARAMS, best)
     _write_csv(rows, out / TRIALS_TABLE)
-    figure = plot_tuning(rows, objective, out / "tuning.png")
+    figure = plot_tuning(rows, objective, out / TUNING_PNG)
     mlflow.log_dict(best, BEST_HPARAMS)
     mlflow.log_artifact(str(out / TRIALS_TABLE))
     if figure is not None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import studies
 from pipeline import console
 from pipeline.config import ConfigError, DEFAULT_CONFIG, check_stage, load_config, parse_address
-from pipeline.names import STAGES
+from pipeline.names import GRAPH_PNG, STAGES
 
 EXAMPLES = {
     "run": "pipeline run --set train.epochs=5 --set tune.max_trials=4",
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--json", action="store_true", help="print JSON on stdout")
     output.add_argument("--graph", action="store_true",
                         help="draw the pipeline picture: the PNG goes to --out, its Mermaid source to stdout")
-    show.add_argument("--out", metavar="FILE.png", default="pipeline_graph.png",
+    show.add_argument("--out", metavar="FILE.png", default=GRAPH_PNG,
                       help="where --graph writes the PNG")
     _add_verbosity(show)
     compile_ = commands.add_parser("compile", help="write the pipeline for an orchestrator (Kubeflow Pipelines v2)",

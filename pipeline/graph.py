@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.names import STAGES
+from pipeline.names import GRAPH_MERMAID, GRAPH_PNG, STAGES
 from pipeline.stages import STAGE_TABLE
 
-GRAPH_PNG = "pipeline_graph.png"
-GRAPH_MERMAID = "pipeline_graph.mmd"
 
 # One colour per state: (fill, edge). "not run" is a stage the failure stopped before it started.
 COLOURS = {

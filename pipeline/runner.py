@@ -23,6 +23,7 @@ from pipeline.quiet import import_tensorflow_quietly
 from pipeline.names import (
     ALIAS_CHAMPION,
     ARTIFACT_PROPERTIES,
+    ERROR_TEXT,
     STAGES,
     TAG_BLESSED,
     TAG_CACHED,
@@ -304,7 +305,7 @@ def _end_all_runs(status: str, message: str, details: str | None = None) -> None
         try:
             mlflow.set_tag(TAG_ERROR, message[:5000])
             if details:
-                mlflow.log_text(details, "error.txt")
+                mlflow.log_text(details, ERROR_TEXT)
         finally:
             mlflow.end_run(status)
 
