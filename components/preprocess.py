@@ -6,7 +6,7 @@ pixel); numeric vectors and sequences a per-channel `Normalization` from the
 train statistics' channel moments; text a `TextVectorization` whose vocabulary is
 the train statistics' token ranking, cut to [data] vocab_size (sequence length from [data]); tabular dicts a
 `keras.utils.FeatureSpace` (normalised numbers, integer and string lookups,
-optional hashed crosses) adapted on the train stream. The layers are saved as
+optional hashed crosses) from the train statistics' columns. The layers are saved as
 `transform.keras`, a model from raw inputs to what the core model trains on, so
 train can put it in front of the model it exports: the served model takes raw
 inputs (the raw dict, for tabular data). Every split is then transformed once
@@ -29,26 +29,33 @@ from pipeline.artifacts import Artifact, read_json
 from pipeline.config import DataConfig
 from pipeline.names import RAW_SAMPLE, SPLITS, STATISTICS_FILE, TRANSFORM_MODEL
 
-BATCH = 512  # examples transformed per step while adapting and materialising
+BATCH = 512  # examples transformed per step while materialising
 BLOCK = 128  # examples per record of the transformed shards (see records.ShardWriter)
 
 
-def _train_stream(examples: Artifact, spec: dict[str, Any]):
-    """The raw train split as a tf.data stream of model inputs (arrays, or dicts of tabular columns)."""
-    stream = records.dataset(ex.paths(examples.path, spec, "train"), ex.columns(spec), batch_size=BATCH)
-    return stream.map(lambda batch: ex.raw_inputs(batch, spec))
-
-
-def _tabular_space(spec: dict[str, Any], config: DataConfig):
+def _tabular_space(spec: dict[str, Any], config: DataConfig, columns: dict[str, dict[str, Any]]):
+    """A FeatureSpace whose layers come from the train statistics' `columns`: normalised numbers from their
+    moments, integer and string lookups from their ranked values, hashed crosses (nothing to learn)."""
     import keras
 
     space = keras.utils.FeatureSpace
-    kinds = {"numeric": lambda: space.float_normalized(),
-             "integer_categorical": lambda: space.integer_categorical(num_oov_indices=1),
-             "string_categorical": lambda: space.string_categorical(num_oov_indices=1)}
-    features = {name: kinds[kind]() for name, kind in spec["tabular"].items()}
+
+    def feature(name: str, kind: str):
+        stats = columns[name]
+        if kind == "numeric":
+            return space.feature("float32", keras.layers.Normalization(axis=-1, mean=stats["mean"],
+                                                                       variance=stats["std"] ** 2), "float")
+        lookup = keras.layers.IntegerLookup if kind == "integer_categorical" else keras.layers.StringLookup
+        return space.feature("int32" if kind == "integer_categorical" else "string",
+                             lookup(vocabulary=stats["vocabulary"], num_oov_indices=1), "one_hot")
+
+    features = {name: feature(name, kind) for name, kind in spec["tabular"].items()}
     crosses = [space.cross(feature_names=tuple(cross.split("*")), crossing_dim=32) for cross in config.crosses]
-    return space(features=features, crosses=crosses or None, output_mode="concat")
+    built = space(features=features, crosses=crosses or None, output_mode="concat")
+    # FeatureSpace exempts only a Normalization given its moments (and a TextVectorization given its
+    # vocabulary) from adapt(); its lookups here have their vocabularies too, so nothing is left to adapt.
+    built._is_adapted = True
+    return built
 
 
 def build_transform(examples: Artifact, spec: dict[str, Any], statistics: dict[str, Any], config: DataConfig):
@@ -57,8 +64,7 @@ def build_transform(examples: Artifact, spec: dict[str, Any], statistics: dict[s
 
     kind = spec["kind"]
     if kind == "tabular":
-        space = _tabular_space(spec, config)
-        space.adapt(_train_stream(examples, spec))
+        space = _tabular_space(spec, config, statistics["train"]["feature"]["columns"])
         return keras.Model(space.get_inputs(), space.get_encoded_features(), name="transform")
     if kind == "text":
         # The train vocabulary ranked as adapt() ranks it; the layer keeps its mask and OOV tokens in front.

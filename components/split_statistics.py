@@ -5,7 +5,8 @@ in-process pass (components/validate.py) and the Beam pipeline (components/beam_
 Batches go into a `SplitAccumulator` with `update`; accumulators of parts of a split combine with
 `merge`; `summarize` turns the result into the split's statistics. The train split also carries the
 analyzer preprocess builds its layer from (per-channel moments of vectors and sequences, the token
-counts of text), so that layer needs no second pass over train.
+counts of text), and a tabular train split the ranked values of its categorical columns, so the
+preprocessing layers need no second pass over train.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from components import examples as ex
-from components.statistics import CategoryStats, ChannelMoments, KerasTokenCounts, NumericStats, TextStats
+from components.statistics import (LOOKUP_RESERVED, CategoryStats, ChannelMoments, KerasTokenCounts, NumericStats,
+                                   TextStats, rank_by_count)
 
 
 def _feature_accumulators(spec: dict[str, Any], train_vocabulary: frozenset[str] | None, split: str) -> dict[str, Any]:
@@ -89,6 +91,11 @@ def summarize(accumulator: SplitAccumulator, spec: dict[str, Any],
     if spec["kind"] == "tabular":
         feature = {"shape": spec["shape"], "dtype": "dict",
                    "columns": {name.removeprefix(ex.TABULAR_PREFIX): acc.summary() for name, acc in features.items()}}
+        if split == "train":  # what preprocess builds the categorical columns' lookups from
+            for name, acc in features.items():
+                if isinstance(acc, CategoryStats):
+                    feature["columns"][name.removeprefix(ex.TABULAR_PREFIX)]["vocabulary"] = rank_by_count(
+                        acc.counts, LOOKUP_RESERVED)
         numeric = [c for c in feature["columns"].values() if "nan_count" in c]
         feature["nan_count"] = sum(c["nan_count"] for c in numeric)
     else:

@@ -28,6 +28,15 @@ QUANTILES = (0.01, 0.5, 0.99)
 # runs of ASCII whitespace (tf.strings.split); bytes.lower, bytes.translate and bytes.split do the same.
 _KERAS_PUNCTUATION = string.punctuation.encode("ascii")
 KERAS_RESERVED = ("", "[UNK]")  # TextVectorization's mask and OOV tokens: never in a learned vocabulary
+LOOKUP_RESERVED = (-1, "[UNK]")  # IntegerLookup's and StringLookup's OOV tokens (FeatureSpace keeps no mask)
+
+
+def rank_by_count(counts: Counter, reserved: tuple) -> list:
+    """The values of `counts` as Keras's lookup layers rank them when they adapt: by count, then by value,
+    both descending (a lexsort on (value, count), reversed; for text, UTF-8 byte order is code-point
+    order), without the layer's reserved tokens."""
+    return [value for _, value in sorted(((n, value) for value, n in counts.items() if value not in reserved),
+                                         reverse=True)]
 
 
 def tokenize(text: str) -> list[str]:
@@ -151,11 +160,8 @@ class KerasTokenCounts:
         self.counts.update(other.counts)
 
     def summary(self) -> dict[str, Any]:
-        """Every token in the order TextVectorization's adapt ranks them: by count, then by token, both
-        descending (its lexsort on (token bytes, count), reversed; UTF-8 byte order is code-point order)."""
-        ranked = sorted(((count, token) for token, count in self.counts.items() if token not in KERAS_RESERVED),
-                        reverse=True)
-        return {"vocabulary": [token for _, token in ranked]}
+        """Every token in the order TextVectorization's adapt ranks them."""
+        return {"vocabulary": rank_by_count(self.counts, KERAS_RESERVED)}
 
 
 @dataclass

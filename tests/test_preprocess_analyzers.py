@@ -129,13 +129,19 @@ def clinc(tmp_path_factory) -> tuple[Artifact, DataConfig]:
     return ingest(tmp_path_factory.mktemp("clinc"), data), data
 
 
+def _train_stream(artifact: Artifact, spec: dict):
+    """The raw train split as a tf.data stream of model inputs, as preprocess adapted on before."""
+    stream = records.dataset(examples.paths(artifact.path, spec, "train"), examples.columns(spec), batch_size=512)
+    return stream.map(lambda batch: examples.raw_inputs(batch, spec))
+
+
 def _adapted_vectorization(artifact: Artifact, spec: dict, data: DataConfig):
     """TextVectorization as preprocess configures it, adapted on the raw train stream."""
     import keras
 
     layer = keras.layers.TextVectorization(max_tokens=data.vocab_size, output_sequence_length=data.sequence_length,
                                            standardize="lower_and_strip_punctuation")
-    layer.adapt(preprocess._train_stream(artifact, spec))
+    layer.adapt(_train_stream(artifact, spec))
     return layer
 
 
@@ -192,3 +198,65 @@ def test_the_vocabulary_from_the_statistics_is_adapts_and_the_shards_are_the_sam
         found = np.concatenate([batch[examples.FEATURE] for batch in shards])
         raw = np.concatenate([batch[examples.FEATURE] for batch in examples.iterate(artifact, split)])
         np.testing.assert_array_equal(found, np.asarray(adapted(raw)))
+
+
+# -- tabular: FeatureSpace ----------------------------------------------------------------------------------------
+
+
+def passengers_examples(tmp_path_factory) -> tuple[Artifact, DataConfig]:
+    """The tabular dataset tests/test_data_plane.py trains on (two numeric, a string and an integer column),
+    ingested."""
+    import tensorflow_datasets as tfds
+
+    from tests.test_data_plane import _passengers, _prepare
+
+    features = tfds.features.FeaturesDict({
+        "features": tfds.features.FeaturesDict({
+            "age": tfds.features.Tensor(shape=(), dtype=np.float32),
+            "fare": tfds.features.Tensor(shape=(), dtype=np.float32),
+            "sex": tfds.features.Text(),
+            "pclass": tfds.features.Tensor(shape=(), dtype=np.int64)}),
+        "survived": tfds.features.ClassLabel(names=["died", "survived"])})
+    directory = _prepare(tmp_path_factory.mktemp("tabular-tfds"), "passengers", features,
+                         {"train": _passengers(400, 0), "test": _passengers(120, 1)})
+    data = replace(load_config(None).data, name=str(directory), feature="features", label="survived",
+                   train_split="train[:80%]", validation_split="train[80%:]", test_split="test",
+                   categorical=["pclass"], crosses=["sex*pclass"])
+    return ingest(tmp_path_factory.mktemp("passengers"), data), data
+
+
+@pytest.fixture(scope="module")
+def passengers(tmp_path_factory) -> tuple[Artifact, DataConfig]:
+    return passengers_examples(tmp_path_factory)
+
+
+def test_the_feature_space_from_the_statistics_encodes_as_the_adapted_one(passengers):
+    import keras
+
+    artifact, data = passengers
+    spec = examples.spec(artifact)
+    assert spec["tabular"] == {"age": "numeric", "fare": "numeric", "sex": "string_categorical",
+                               "pclass": "integer_categorical"}
+    statistics = validate.compute_statistics(artifact, spec)
+    columns = statistics["train"]["feature"]["columns"]
+    transform = preprocess.build_transform(artifact, spec, statistics, data)
+
+    space = keras.utils.FeatureSpace
+    adapted = space(features={"age": space.float_normalized(), "fare": space.float_normalized(),
+                              "sex": space.string_categorical(num_oov_indices=1),
+                              "pclass": space.integer_categorical(num_oov_indices=1)},
+                    crosses=[space.cross(feature_names=("sex", "pclass"), crossing_dim=32)], output_mode="concat")
+    adapted.adapt(_train_stream(artifact, spec))
+    assert columns["sex"]["vocabulary"] == adapted.preprocessors["sex"].get_vocabulary()[1:]
+    assert columns["pclass"]["vocabulary"] == adapted.preprocessors["pclass"].get_vocabulary()[1:]
+    assert sorted(columns["pclass"]["vocabulary"]) == [1, 2, 3] and "vocabulary" not in columns["age"]
+    for name in ("age", "fare"):
+        mean, variance = _moments(adapted.preprocessors[name])
+        np.testing.assert_allclose([columns[name]["mean"], columns[name]["std"] ** 2], [mean[0], variance[0]],
+                                   rtol=1e-5)
+    reference = keras.Model(adapted.get_inputs(), adapted.get_encoded_features())
+    for split in SPLITS:
+        for batch in examples.iterate(artifact, split, batch_size=256):
+            inputs = examples.raw_inputs(batch, spec)
+            np.testing.assert_allclose(np.asarray(transform(inputs)), np.asarray(reference(inputs)),
+                                       rtol=1e-5, atol=1e-5)

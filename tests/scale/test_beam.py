@@ -5,8 +5,8 @@ validate's statistics are then computed in this process and by a Beam pipeline: 
 (in_memory) and in two worker processes (multi_processing). What must agree, and how closely:
 
 - counts, min, max, zero shares, NaN counts, label distributions, text lengths, vocabulary sizes,
-  OOV rates and the train vocabulary preprocess builds its TextVectorization from (tokens and their
-  order): exactly (they are sums and extremes of integers);
+  OOV rates, the train vocabulary preprocess builds its TextVectorization from (tokens and their
+  order) and the ranked values of tabular categorical columns its lookups take: exactly (they are sums and extremes of integers);
 - means and standard deviations, and the train split's per-channel means and variances of vectors and
   sequences (what preprocess builds its Normalization from): to a relative 1e-9 (the same values
   summed in another order);
@@ -163,6 +163,31 @@ def test_sequence_channel_moments_on_beam_equal_the_in_process_pass(sequences):
     assert len(beam["train"]["feature"]["channel_variance"]) == 28
     for split in SPLITS:
         _assert_same(in_process[split], beam[split], split)
+
+
+@pytest.fixture(scope="module")
+def passengers(tmp_path_factory) -> Artifact:
+    from tests.test_preprocess_analyzers import passengers_examples
+
+    return passengers_examples(tmp_path_factory)[0]
+
+
+def test_tabular_columns_on_beam_equal_the_in_process_pass(passengers):
+    """Each column's statistics, the ranked values preprocess builds its lookups from included."""
+    spec = examples.spec(passengers)
+    in_process = validate.compute_statistics(passengers, spec)
+    beam = beam_statistics.compute_statistics(passengers, spec, Beam())
+    assert beam["train"]["feature"]["columns"]["sex"]["vocabulary"]
+    for split in SPLITS:
+        _assert_same(in_process[split], beam[split], split)
+        columns, beam_columns = in_process[split]["feature"]["columns"], beam[split]["feature"]["columns"]
+        assert set(beam_columns) == set(columns)
+        for name, stats in columns.items():
+            rest = {key for key in stats if key not in ("mean", "std", "quantiles")}
+            assert {key: beam_columns[name][key] for key in rest} == {key: stats[key] for key in rest}, name
+            for key in ("mean", "std"):
+                if key in stats:
+                    assert beam_columns[name][key] == pytest.approx(stats[key], rel=1e-9), f"{split} {name}: {key}"
 
 
 def test_every_part_is_read_once_and_the_parts_cover_the_split(fashion):
