@@ -27,7 +27,7 @@ from components.statistics import KERAS_RESERVED
 from components.properties import TransformProperties
 from pipeline.artifacts import Artifact, read_json
 from pipeline.config import DataConfig
-from pipeline.names import RAW_SAMPLE, SPLITS, STATISTICS_FILE, TRANSFORM_MODEL
+from pipeline.names import RAW_SAMPLE, SPLITS, STATISTICS_FILE, TRANSFORM_MODEL, VOCABULARY_TEXT
 
 BATCH = 512  # examples transformed per step while materialising
 BLOCK = 128  # examples per record of the transformed shards (see records.ShardWriter)
@@ -131,7 +131,7 @@ def run(examples: Artifact, statistics: Artifact, config: DataConfig, out: Path)
         vocabulary = transform.get_layer("text_vectorization").get_vocabulary()
         by_kind["vocab_size"] = len(vocabulary)
         mlflow.log_metric("vocabulary_size", len(vocabulary))
-        mlflow.log_text("\n".join(vocabulary), "vocabulary.txt")
+        mlflow.log_text("\n".join(vocabulary), VOCABULARY_TEXT)
     elif kind != "tabular":
         layer = transform.get_layer("normalization")
         mean = float(np.mean(np.asarray(layer.mean)))
