@@ -63,6 +63,18 @@ class Store:
         return mlflow.MlflowClient(self.uri)
 
 
+def outputs_of(processes: list[subprocess.Popen], timeout: float = 900) -> list[str]:
+    """Wait for processes that work together (a chief and its workers); each one's output. Any still running
+    when one times out or the test fails are killed, so no process outlives its test."""
+    try:
+        return [process.communicate(timeout=timeout)[0] for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
 def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 

@@ -28,7 +28,7 @@ from pipeline.names import (
     TAG_KIND,
     TAG_STAGE,
 )
-from tests.conftest import Result, Store, make_store
+from tests.conftest import Result, Store, make_store, outputs_of
 
 pytestmark = pytest.mark.slow
 
@@ -173,13 +173,7 @@ def test_a_tuning_worker_with_only_the_tracking_uri_reads_the_transformed_data(t
                                  "PIPELINE_STORE_DIR": str(worker_root)})
     processes = [chief.popen("tune", *args, "--role", "chief"),
                  worker.popen("tune", *args, "--role", "worker", "--tuner-id", "tuner0")]
-    try:
-        outputs = [process.communicate(timeout=900)[0] for process in processes]
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    outputs = outputs_of(processes)
     for process, output in zip(processes, outputs):
         assert process.returncode == 0, output[-3000:]
 

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from pipeline.names import STAGES, TAG_CACHED, TAG_KIND, TAG_STAGE
+from tests.conftest import outputs_of
 
 pytestmark = pytest.mark.slow
 
@@ -145,13 +146,7 @@ def test_a_chief_and_two_tuning_workers_share_the_server(server_store, tracking_
             "--oracle", f"127.0.0.1:{loopback_port}")
     processes = [server_store.popen("tune", *args, "--role", "chief"),
                  *(server_store.popen("tune", *args, "--role", "worker", "--tuner-id", f"tuner{i}") for i in range(2))]
-    try:
-        outputs = [process.communicate(timeout=900)[0] for process in processes]
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    outputs = outputs_of(processes)
     for process, output in zip(processes, outputs):
         assert process.returncode == 0, output[-3000:]
 
