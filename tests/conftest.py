@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.artifacts import Artifact
+from pipeline.config import DataConfig
+
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = [sys.executable, "-m", "pipeline.cli"]
 
@@ -73,6 +76,21 @@ def outputs_of(processes: list[subprocess.Popen], timeout: float = 900) -> list[
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def ingested(root: Path, data: DataConfig) -> Artifact:
+    """The real ingest component on `data`, recorded in a throwaway MLflow store under `root`."""
+    import mlflow
+
+    from components import ingest
+
+    out = root / "examples"
+    out.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        with mlflow.start_run():
+            ingest.run(data, out)
+    return Artifact("Examples", str(out), "test", "test")
 
 
 def _default_sigint() -> None:

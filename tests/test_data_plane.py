@@ -42,8 +42,8 @@ def _passengers(count: int, seed: int) -> dict:
             "survived": survived.astype(np.int64)}
 
 
-@pytest.fixture(scope="module")
-def tabular_dir(tmp_path_factory) -> Path:
+def passengers_dataset(directory: Path) -> Path:
+    """A prepared TFDS directory of synthetic passengers: numeric, text and integer columns, a class label."""
     import tensorflow_datasets as tfds
 
     features = tfds.features.FeaturesDict({
@@ -53,8 +53,12 @@ def tabular_dir(tmp_path_factory) -> Path:
             "sex": tfds.features.Text(),
             "pclass": tfds.features.Tensor(shape=(), dtype=np.int64)}),
         "survived": tfds.features.ClassLabel(names=["died", "survived"])})
-    return _prepare(tmp_path_factory.mktemp("tabular"), "passengers", features,
-                    {"train": _passengers(400, 0), "test": _passengers(120, 1)})
+    return _prepare(directory, "passengers", features, {"train": _passengers(400, 0), "test": _passengers(120, 1)})
+
+
+@pytest.fixture(scope="module")
+def tabular_dir(tmp_path_factory) -> Path:
+    return passengers_dataset(tmp_path_factory.mktemp("tabular"))
 
 
 def _runs(store, name: str) -> dict:

@@ -19,7 +19,7 @@ from components import examples, preprocess, records, validate
 from pipeline.artifacts import Artifact, write_json
 from pipeline.config import DataConfig, load_config
 from pipeline.names import SPLITS, STATISTICS_FILE
-from tests.conftest import ROOT
+from tests.conftest import ROOT, ingested
 
 SHARED_TFDS = Path(os.environ.get("TFDS_DATA_DIR") or ROOT.parent / "shared" / "tfds")
 SLICE = 600  # fashion_mnist images per stored split
@@ -29,21 +29,6 @@ SLICE = 600  # fashion_mnist images per stored split
 # variance by up to 1.4e-4 relative, hence the looser bound for that comparison.
 ADAPT_RTOL = 1e-6
 FLOAT32_ADAPT_RTOL = 1e-3
-
-
-def ingest(root: Path, data: DataConfig) -> Artifact:
-    """The real ingest component on `data`, recorded in a throwaway MLflow store under `root`."""
-    import mlflow
-
-    from components import ingest as ingest_component
-
-    out = root / "examples"
-    out.mkdir()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-        with mlflow.start_run():
-            ingest_component.run(data, out)
-    return Artifact("Examples", str(out), "test", "test")
 
 
 def numeric_fashion_dir(data_dir: Path) -> Path:
@@ -76,7 +61,7 @@ def numeric_data(directory: Path, feature: str) -> DataConfig:
 def numeric(tmp_path_factory) -> dict[str, Artifact]:
     """The sequence and the vector reading of the stored fashion_mnist slices, ingested."""
     directory = numeric_fashion_dir(tmp_path_factory.mktemp("tfds"))
-    return {feature: ingest(tmp_path_factory.mktemp(feature), numeric_data(directory, feature))
+    return {feature: ingested(tmp_path_factory.mktemp(feature), numeric_data(directory, feature))
             for feature in ("rows", "pixels")}
 
 
@@ -126,7 +111,7 @@ CLINC_SLICE = 3000  # train utterances: about 2,600 distinct tokens, most of the
 def clinc(tmp_path_factory) -> tuple[Artifact, DataConfig]:
     data = replace(load_config(ROOT / "pipeline" / "configs" / "clinc_oos.toml").data, data_dir=str(SHARED_TFDS),
                    max_examples=CLINC_SLICE)
-    return ingest(tmp_path_factory.mktemp("clinc"), data), data
+    return ingested(tmp_path_factory.mktemp("clinc"), data), data
 
 
 def _train_stream(artifact: Artifact, spec: dict):
@@ -206,23 +191,13 @@ def test_the_vocabulary_from_the_statistics_is_adapts_and_the_shards_are_the_sam
 def passengers_examples(tmp_path_factory) -> tuple[Artifact, DataConfig]:
     """The tabular dataset tests/test_data_plane.py trains on (two numeric, a string and an integer column),
     ingested."""
-    import tensorflow_datasets as tfds
+    from tests.test_data_plane import passengers_dataset
 
-    from tests.test_data_plane import _passengers, _prepare
-
-    features = tfds.features.FeaturesDict({
-        "features": tfds.features.FeaturesDict({
-            "age": tfds.features.Tensor(shape=(), dtype=np.float32),
-            "fare": tfds.features.Tensor(shape=(), dtype=np.float32),
-            "sex": tfds.features.Text(),
-            "pclass": tfds.features.Tensor(shape=(), dtype=np.int64)}),
-        "survived": tfds.features.ClassLabel(names=["died", "survived"])})
-    directory = _prepare(tmp_path_factory.mktemp("tabular-tfds"), "passengers", features,
-                         {"train": _passengers(400, 0), "test": _passengers(120, 1)})
+    directory = passengers_dataset(tmp_path_factory.mktemp("tabular-tfds"))
     data = replace(load_config(None).data, name=str(directory), feature="features", label="survived",
                    train_split="train[:80%]", validation_split="train[80%:]", test_split="test",
                    categorical=["pclass"], crosses=["sex*pclass"])
-    return ingest(tmp_path_factory.mktemp("passengers"), data), data
+    return ingested(tmp_path_factory.mktemp("passengers"), data), data
 
 
 @pytest.fixture(scope="module")

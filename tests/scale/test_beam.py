@@ -33,7 +33,7 @@ from components.statistics import RESERVOIR
 from pipeline.artifacts import Artifact
 from pipeline.config import load_config
 from pipeline.names import SPLITS
-from tests.conftest import ROOT
+from tests.conftest import ROOT, ingested
 
 SHARED_TFDS = Path(os.environ.get("TFDS_DATA_DIR") or ROOT.parent / "shared" / "tfds")
 CONFIGS = ROOT / "pipeline" / "configs"
@@ -56,19 +56,9 @@ class Beam:
 
 def _ingest(tmp_path_factory, config_name: str) -> Artifact:
     """The real ingest component on a slice of a real dataset, recorded in a throwaway MLflow store."""
-    import mlflow
-
-    from components import ingest
-
     root = tmp_path_factory.mktemp(config_name)
     data = replace(load_config(CONFIGS / f"{config_name}.toml").data, data_dir=str(SHARED_TFDS), max_examples=SLICE)
-    out = root / "examples"
-    out.mkdir()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-        with mlflow.start_run():
-            ingest.run(data, out)
-    return Artifact("Examples", str(out), "test", "test")
+    return ingested(root, data)
 
 
 @pytest.fixture(scope="module")
@@ -148,10 +138,10 @@ def test_text_statistics_on_beam_equal_the_in_process_pass(clinc):
 @pytest.fixture(scope="module")
 def sequences(tmp_path_factory) -> Artifact:
     """fashion_mnist slices stored as 28-step sequences of 28 channels (tests/test_preprocess_analyzers.py)."""
-    from tests.test_preprocess_analyzers import ingest, numeric_data, numeric_fashion_dir
+    from tests.test_preprocess_analyzers import numeric_data, numeric_fashion_dir
 
     directory = numeric_fashion_dir(tmp_path_factory.mktemp("numeric-tfds"))
-    return ingest(tmp_path_factory.mktemp("sequences"), numeric_data(directory, "rows"))
+    return ingested(tmp_path_factory.mktemp("sequences"), numeric_data(directory, "rows"))
 
 
 def test_sequence_channel_moments_on_beam_equal_the_in_process_pass(sequences):
