@@ -44,7 +44,7 @@ QUICK = Settings(
     init_stds=(None,),
 )
 FULL = Settings(
-    num_train=50_000, num_val=10_000, max_steps=10_000, eval_every=100, stop_at_target=False,
+    num_train=50_000, num_val=10_000, max_steps=7_000, eval_every=100, stop_at_target=False,
     init_stds=(None, 0.01),
 )
 

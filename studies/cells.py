@@ -56,7 +56,7 @@ class Settings:
 
 
 QUICK = Settings(lengths=(100,), num_train=6_400, epochs=4)
-FULL = Settings(lengths=(50, 100, 200), num_train=10_000, epochs=4, keras_init_lengths=(200,))
+FULL = Settings(lengths=(50, 100, 200), num_train=10_000, epochs=4)
 
 
 def run(study: Study) -> Findings:

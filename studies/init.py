@@ -1,10 +1,10 @@
 """Claim 2: batch normalization frees training from careful initialisation (Ioffe & Szegedy 2015).
 
 The classic demonstration sweeps the standard deviation of N(0, s^2) initial
-weights over 16 scales from 1 to 1e-4 in a 5x100 ReLU net trained on 1,000
-images: without BN only the scales near a good initialisation learn (small
-ones vanish, large ones explode); with BN nearly every scale learns, because
-BN undoes the scale of each layer's pre-activations.
+weights over 16 scales from 1 to 1e-4 (full size here: 8 over the same range)
+in a 5x100 ReLU net trained on 1,000 images: without BN only the scales near a
+good initialisation learn (small ones vanish, large ones explode); with BN
+nearly every scale learns, because BN undoes the scale of each layer's pre-activations.
 
 BN's epsilon matters here: BN divides by sqrt(var + epsilon), so once the
 pre-activation variance falls below epsilon (at s below ~1e-3 with Keras's
@@ -48,7 +48,7 @@ class Settings:
 
 
 QUICK = Settings(num_scales=8, epochs=10, bn_epsilons=(1e-6,))
-FULL = Settings(num_scales=16, epochs=20, bn_epsilons=(1e-6, 1e-3))
+FULL = Settings(num_scales=8, epochs=20, bn_epsilons=(1e-6, 1e-3))  # the demo's 16 scales, halved to fit the time budget
 
 
 def weight_stds(settings: Settings) -> list[float]:
