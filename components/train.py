@@ -152,6 +152,10 @@ def _set_up(transform: Artifact, hyperparameters: Artifact, config: Config, stra
 def _fit(training: _Training, config: Config, backup: Path | None, task: str, *, chief: bool,
          verbose: int) -> dict[str, list[float]]:
     """Fit the core model; raises TrainingDiverged when the loss became NaN or infinite."""
+    import models
+
+    if training.strategy is None:
+        models.build_training_state(training.core, training.batches)  # one trace of the step, not two
     history = training.core.fit(
         training.batches, steps_per_epoch=training.steps_per_epoch,
         validation_data=training.validation, validation_steps=training.validation_steps,

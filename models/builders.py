@@ -278,3 +278,26 @@ def compile_model(
             metrics=[CLASSIFICATION_METRIC],
         )
     return model
+
+
+def build_training_state(model: keras.Model, batches) -> bool:
+    """Create the optimizer's slots and the loss's and metrics' variables before `fit`; True if done.
+
+    Without a distribution strategy, Keras (TensorFlow backend) leaves them to the first trace of
+    the training step, and TensorFlow, seeing variables created there, traces that step a second
+    time: 0.4-0.8 s a model on digits, a third of a short tuning trial. Built here from the
+    batches' element spec (what Keras itself does under a strategy), the step is traced once.
+    Nothing else changes: the variables start at the values they would have had.
+
+    `batches` is a tf.data.Dataset of (features, labels) batches. Returns False, leaving Keras to
+    build as before, where the optimizer is built already (the model was trained before), where
+    the model runs under a strategy, or where this Keras has no such build step.
+    """
+    import tensorflow as tf
+
+    build = getattr(model, "_symbolic_build", None)
+    under_strategy = tf.distribute.has_strategy() or model.distribute_strategy is not tf.distribute.get_strategy()
+    if build is None or under_strategy or model.optimizer.built:
+        return False
+    build(data_batch=batches.element_spec)
+    return True

@@ -6,7 +6,7 @@ import keras
 import keras_tuner
 import tensorflow as tf
 
-from models.builders import build_model, compile_model
+from models.builders import build_model, build_training_state, compile_model
 from models.optimizers import optimizer_from
 from models.space import hyperparameters_to_kwargs, parse_space, sample_space
 
@@ -38,18 +38,21 @@ class _SpaceHyperModel(keras_tuner.HyperModel):
 
         Keras silently ignores batch_size for a tf.data.Dataset, so a
         dataset is rebatched instead; validation data keeps its batches since
-        the batch size does not change inference.
+        the batch size does not change inference. The model's training state is
+        built first (`build_training_state`), so the trial traces its step once.
         """
         # `in` is true only for an active hyperparameter, i.e. a tuned batch_size.
-        if "batch_size" not in hp:
-            return model.fit(*args, **kwargs)
-        batch_size = hp.get("batch_size")
-        if args and isinstance(args[0], tf.data.Dataset):
-            args = (args[0].rebatch(batch_size), *args[1:])
-        elif isinstance(kwargs.get("x"), tf.data.Dataset):
-            kwargs["x"] = kwargs["x"].rebatch(batch_size)
-        else:
-            kwargs["batch_size"] = batch_size
+        if "batch_size" in hp:
+            batch_size = hp.get("batch_size")
+            if args and isinstance(args[0], tf.data.Dataset):
+                args = (args[0].rebatch(batch_size), *args[1:])
+            elif isinstance(kwargs.get("x"), tf.data.Dataset):
+                kwargs["x"] = kwargs["x"].rebatch(batch_size)
+            else:
+                kwargs["batch_size"] = batch_size
+        data = args[0] if args else kwargs.get("x")
+        if isinstance(data, tf.data.Dataset):
+            build_training_state(model, data)
         return model.fit(*args, **kwargs)
 
 

@@ -181,3 +181,41 @@ def test_integer_token_ids_reach_a_token_core_uncast(make_inputs, vocab_size):
     assert served.input.dtype == "int32"
     tokens = make_inputs("tokens", (7,), n=4)
     np.testing.assert_array_equal(served(tokens), core(tokens))
+
+
+@pytest.mark.parametrize("encoder", ["mlp", "lstm"])
+def test_built_training_state_traces_the_step_once_and_trains_identically(encoder, make_inputs, rng, monkeypatch):
+    """build_training_state creates the optimizer's and metrics' variables up front, so fit traces its
+    training step once instead of twice; the weights after training are those of a plain fit."""
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    traced = []
+    plain_step = TensorFlowTrainer.train_step
+
+    def counting_step(self, data):
+        traced.append(self.name)
+        return plain_step(self, data)
+
+    monkeypatch.setattr(TensorFlowTrainer, "train_step", counting_step)
+    x = make_inputs("image", (6, 5), n=32)
+    y = rng.integers(0, 3, 32)
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(8, drop_remainder=True).repeat()
+
+    def trained(prepare: bool) -> tuple[list[np.ndarray], int]:
+        keras.utils.set_random_seed(1)
+        model = models.build_model(input_shape=(6, 5), input_kind="image", num_classes=3, encoder=encoder,
+                                   units=8, layers=1, dropout=0.2, seed=1, name=f"{encoder}_{prepare}")
+        models.compile_model(model, optimizer=models.build_optimizer("adam", 0.01), num_classes=3)
+        if prepare:
+            assert models.build_training_state(model, batches)
+            assert model.optimizer.built
+            assert not models.build_training_state(model, batches)  # built already: nothing to do
+        model.fit(batches, steps_per_epoch=4, epochs=2, verbose=0)
+        return model.get_weights(), traced.count(model.name)
+
+    plain_weights, plain_traces = trained(False)
+    built_weights, built_traces = trained(True)
+    assert plain_traces == 2  # Keras's own way: a variable-creating trace, then the real one
+    assert built_traces == 1
+    for plain, built in zip(plain_weights, built_weights, strict=True):
+        np.testing.assert_array_equal(plain, built)
