@@ -81,11 +81,18 @@ class Results:
     stages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
-def _ratio_row(id_: str, name: str, wall: float, cpu: float | None, target: str, detail: str, load: str) -> Row:
-    """A ratio row judged against `target` ("<= 1.05" or ">= 0.95") in wall and in CPU time."""
-    op, bound = target.split()
-    judge = (lambda v: v <= float(bound)) if op == "<=" else (lambda v: v >= float(bound))
-    return Row(id_, name, wall, "x", cpu, target, judge(wall), None if cpu is None else judge(cpu), detail, load)
+def _ratio_row(id_: str, name: str, wall: float, cpu: float | None, target: str, detail: str, load: str,
+               cpu_target: str | None = None) -> Row:
+    """A ratio row judged against `target` ("<= 1.05" or ">= 0.95") in wall time, and in CPU time against
+    `cpu_target` where the CPU figure has a target of its own (else against `target` too)."""
+
+    def judge(value: float, bound_text: str) -> bool:
+        op, bound = bound_text.split()
+        return value <= float(bound) if op == "<=" else value >= float(bound)
+
+    shown = target if cpu_target is None else f"{target}, cpu {cpu_target}"
+    cpu_met = None if cpu is None else judge(cpu, cpu_target or target)
+    return Row(id_, name, wall, "x", cpu, shown, judge(wall, target), cpu_met, detail, load)
 
 
 def _stage_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -367,7 +374,8 @@ def tuning_speed(ws: Workspace, settings: Settings, results: Results) -> None:
         "<= 0.80",
         f"{_median(project_s):.1f} s vs {_median(plain_s):.1f} s (median of {len(pairs)}, {_spread(wall)}, "
         f"{_best(project_s, plain_s, faster='lower')}); 6 random trials x 5 epochs + a 20-epoch train, both sides; "
-        f"the script spends {_median(f['log_model_seconds'] for f in plain_figures):.1f} s in log_model", load))
+        f"the script spends {_median(f['log_model_seconds'] for f in plain_figures):.1f} s in log_model", load,
+        cpu_target="<= 0.85"))
     if overheads:
         results.rows.append(Row(
             "8b", "tuning: per-trial overhead (trial wall minus its epochs)", _median(overheads), "s",
