@@ -4,8 +4,8 @@ The tune stage (components/tune.py) decides what a search is; this module holds 
 trials in parallel needs from the machine: how many workers `tune.workers` means here, a free
 loopback port for the oracle, the oracle's server with a prompt end, and worker processes that
 end with the pipeline and are stopped cleanly when the search stops early. Workers can be started
-before the tune stage (`prestart`): they import TensorFlow while the stages before it run, then
-wait for their job on stdin.
+before the tune stage (`prestart`): they import TensorFlow and open the tracking store while the
+pipeline checks its dataset and runs the stages before tune, then wait for their job on stdin.
 """
 
 from __future__ import annotations
@@ -75,11 +75,14 @@ def _spawn(variables: dict[str, str], **popen: Any) -> subprocess.Popen:
 def prestart(count: int, verbose: int) -> None:
     """Start `count` workers now, so their TensorFlow import overlaps the stages before tune; `start_workers`
     hands them their jobs. Workers nobody takes are stopped when this process exits."""
+    import mlflow
+
     if not _prestarted:
         atexit.register(release_prestarted)
+    # The tracking store the job will name, so that the worker can open it while it waits.
+    variables = {WORKER_JOB: JOB_ON_STDIN, WORKER_VERBOSE: str(verbose), "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()}
     for _ in range(count):
-        _prestarted.append(_spawn({WORKER_JOB: JOB_ON_STDIN, WORKER_VERBOSE: str(verbose)},
-                                  stdin=subprocess.PIPE, text=True))
+        _prestarted.append(_spawn(variables, stdin=subprocess.PIPE, text=True))
 
 
 def start_workers(jobs: list[dict[str, Any]]) -> list[subprocess.Popen]:

@@ -33,7 +33,7 @@ from pipeline.names import (
     TAG_STAGE,
     TAG_TRAIN_FINGERPRINT,
 )
-from pipeline.stages import STAGE_TABLE, Stage, StageCall, warm_up
+from pipeline.stages import STAGE_TABLE, Stage, StageCall, release_warm_up, warm_up
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -249,6 +249,20 @@ def run_pipeline(config: Config, options: Options) -> int:
         from components import distribute
 
         distribute.join(cluster)
+    # Before preflight: what warms up (tuning workers importing TensorFlow) then overlaps this process's own
+    # TensorFlow import and dataset checks as well as the stages before tune.
+    warm_up(config, {step.stage.name for step in steps if step.cached is None},
+            {"hparams": options.hparams, "verbose": options.verbose, "role": options.role})
+    try:
+        return _run_planned(config, options, steps, client, experiment_id)
+    finally:
+        release_warm_up()
+
+
+def _run_planned(config: Config, options: Options, steps: list[Planned], client, experiment_id: str) -> int:
+    """Preflight, then the pipeline run and its stages' runs; returns the process exit code."""
+    import mlflow
+
     try:
         preflight(config, steps, options.verbose)
     except ConfigError:
@@ -256,8 +270,6 @@ def run_pipeline(config: Config, options: Options) -> int:
     except Exception as exc:  # e.g. TFDS failing to prepare a dataset: nothing has been recorded yet
         console.error(f"the dataset could not be prepared: {type(exc).__name__}: {exc}")
         return EXIT_FAILED
-    warm_up(config, {step.stage.name for step in steps if step.cached is None},
-            {"hparams": options.hparams, "verbose": options.verbose, "role": options.role})
 
     parent = mlflow.start_run(run_name=f"{config.pipeline.name}-{time.strftime('%Y%m%d-%H%M%S')}",
                               tags=tracking.process_tags("pipeline"))

@@ -120,6 +120,11 @@ def _problems(ended, words: list[str], store, caught: str) -> list[str]:
             found.append(f"{len(runs)} MLflow runs were created")
     if getattr(ended, "left_active", False):
         found.append("an MLflow run was left active in the process")
+    from components import trial_processes
+
+    waiting = trial_processes._prestarted  # in-process: workers started before the dataset check must be stopped
+    if waiting:
+        found.append(f"{len(waiting)} tuning worker process(es) started ahead of the tune stage were left waiting")
     return found
 
 
