@@ -74,13 +74,15 @@ def _spawn(variables: dict[str, str], **popen: Any) -> subprocess.Popen:
 
 def prestart(count: int, verbose: int) -> None:
     """Start `count` workers now, so their TensorFlow import overlaps the stages before tune; `start_workers`
-    hands them their jobs. Workers nobody takes are stopped when this process exits."""
+    hands them their jobs. Workers nobody takes are stopped by `release_prestarted`: the runner calls it
+    when a run ends, and it runs at exit otherwise."""
     import mlflow
 
     if not _prestarted:
         atexit.register(release_prestarted)
     # The tracking store the job will name, so that the worker can open it while it waits.
-    variables = {WORKER_JOB: JOB_ON_STDIN, WORKER_VERBOSE: str(verbose), "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()}
+    variables = {WORKER_JOB: JOB_ON_STDIN, WORKER_VERBOSE: str(verbose),
+                 "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()}
     for _ in range(count):
         _prestarted.append(_spawn(variables, stdin=subprocess.PIPE, text=True))
 
